@@ -1,0 +1,31 @@
+# mcmanager: `make run` to try it, `make test` to test it. Needs only Python 3.11.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1:8000
+
+.PHONY: run test venv lint bench demo clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+	@touch $@
+
+venv: $(BIN)/.installed
+
+## run: install, migrate the embedded SQLite database, make an admin login if none, serve on $(HOST)
+run: venv
+	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --no-input
+	DJANGO_DEBUG=1 $(BIN)/python manage.py ensure_admin --url http://$(HOST)/admin/
+	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST)
+
+## test: the whole suite on SQLite, then on PostgreSQL and MariaDB when they are reachable
+test: venv
+	$(BIN)/python tests/run_engines.py $(ARGS)
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,42 @@
+"""What every engine offers. Each vendor module subclasses ``Engine``.
+
+Sections (each owned by one feature; edit only yours):
+- identity: vendor, display name, server version, a description without secrets;
+- backup: dump a consistent snapshot, check a dump's structure, load a dump into a
+  scratch database (also used by ``--verify full`` and ``restore --check``);
+- restore: replace the live database atomically with a dump's content;
+- monitoring and validation: sizes, connections, the engine's own integrity checks.
+"""
+
+from django.db import connections
+
+
+class Engine:
+    vendor: str = ""  # Django's connection.vendor: "sqlite", "postgresql", "mysql"
+    display_name: str = ""  # "SQLite", "PostgreSQL", "MariaDB"
+    dump_extension: str = ""  # extension of an uncompressed dump: "sqlite3", "pgdump", "sql"
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    @property
+    def settings_dict(self) -> dict:
+        return self.connection.settings_dict
+
+    # --- identity ---------------------------------------------------------
+
+    def describe(self) -> str:
+        """Where the database is, for messages: never the password."""
+        s = self.settings_dict
+        if self.vendor == "sqlite":
+            return f"{self.display_name} {s['NAME']}"
+        host = s.get("HOST") or "localhost"
+        port = f":{s['PORT']}" if s.get("PORT") else ""
+        return f"{self.display_name} {s.get('USER') or ''}@{host}{port}/{s['NAME']}"
+
+    def server_version(self) -> str:
+        raise NotImplementedError

@@ -1,0 +1,41 @@
+"""The expected failures of dbtools. Each carries the exit status of DESIGN.md.
+
+Commands turn these into ``CommandError(str(exc), returncode=exc.exit_code)``:
+one line on stderr, no traceback.
+"""
+
+
+class DbtoolsError(Exception):
+    """An expected failure: the message is one line an operator can act on."""
+
+    exit_code = 1
+
+
+class CouldNotRun(DbtoolsError):
+    """Bad usage, unreachable database, missing binary: exit 2."""
+
+    exit_code = 2
+
+
+class DatabaseUnreachable(CouldNotRun):
+    pass
+
+
+class LockHeld(CouldNotRun):
+    """Another backup or restore holds this database's lock."""
+
+
+class BackupFailed(DbtoolsError):
+    pass
+
+
+class VerificationFailed(DbtoolsError):
+    """A backup file failed its checks (checksum, structure, row counts)."""
+
+
+class RestoreRefused(DbtoolsError):
+    """The restore was refused before anything was touched."""
+
+
+class RestoreFailed(DbtoolsError):
+    pass

@@ -1,0 +1,230 @@
+"""Settings for mcmanager, read from the environment with defaults that work on a laptop.
+
+Every setting an operator may change has one environment variable (see README.md,
+"Settings"). Code reads ``django.conf.settings`` at call time, never at import
+time, so tests can override any of them.
+"""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int | None) -> int | None:
+    """An integer from the environment; a malformed value is kept as -1 for the system checks to reject."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+INSTANCE_DIR = Path(env_str("MCMANAGER_INSTANCE_DIR", str(BASE_DIR / "instance")))
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, else the key kept in instance/secret_key (generated there once when DEBUG).
+
+    Without either, the key is a marker that the system check mcmanager.E001 refuses
+    (manage.py and the WSGI/ASGI entry points run that check before serving).
+    """
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    key_file = INSTANCE_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    if DEBUG:
+        INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        return key
+    return MISSING_SECRET_KEY
+
+
+MISSING_SECRET_KEY = "!missing: set DJANGO_SECRET_KEY"
+SECRET_KEY = _secret_key()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "dbbackup",
+    "health_check",
+    "mcmanager",
+    "accounts",
+    "servers",
+    "dbtools",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mcmanager.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "mcmanager.wsgi.application"
+
+# --- Database -------------------------------------------------------------
+
+DEFAULT_SQLITE_PATH = INSTANCE_DIR / "mcmanager.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
+
+
+def database_from_url(url: str) -> dict:
+    """One DATABASES entry from a URL, with the options each engine needs to be safe."""
+    config = dj_database_url.parse(url, conn_max_age=0)
+    engine = config["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        name = Path(config["NAME"])
+        if str(name) != ":memory:":
+            name.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        config["OPTIONS"] = {
+            # WAL lets the web app read while cron backs up; the busy timeout makes a
+            # writer wait for another instead of failing with "database is locked".
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+        }
+        # Tests need a real file (backups, the sqlite3 shell), never :memory:.
+        config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
+    elif engine == "django.db.backends.mysql":
+        config["OPTIONS"] = {
+            "charset": "utf8mb4",
+            "init_command": "SET sql_mode='STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
+        }
+        config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_general_ci"}
+    return config
+
+
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# models.W044: MariaDB has no unique indexes on expressions, so the case-insensitive
+# unique email constraint is not created there. It is not needed there either: the
+# column's collation (utf8mb4_general_ci) already makes the plain unique index ignore
+# case. The tests prove it on MariaDB.
+SILENCED_SYSTEM_CHECKS = ["models.W044"]
+
+# --- Auth ------------------------------------------------------------------
+
+AUTH_USER_MODEL = "accounts.User"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "admin:login"
+
+# --- Internationalisation and static files ----------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = INSTANCE_DIR / "static"
+
+# --- Security in production --------------------------------------------------
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+
+# --- dbtools: backups, retention, health ----------------------------------
+
+MCMANAGER_BACKUP_DIR = Path(
+    env_str("MCMANAGER_BACKUP_DIR", str(INSTANCE_DIR / "backups"))
+)
+# zstd, gzip or none.
+MCMANAGER_BACKUP_COMPRESSION = env_str("MCMANAGER_BACKUP_COMPRESSION", "zstd")
+# Retention applied after every successful backup; None means "keep everything".
+MCMANAGER_KEEP_LAST = env_int("MCMANAGER_KEEP_LAST", None)
+MCMANAGER_KEEP_DAILY = env_int("MCMANAGER_KEEP_DAILY", None)
+MCMANAGER_KEEP_WEEKLY = env_int("MCMANAGER_KEEP_WEEKLY", None)
+MCMANAGER_KEEP_MONTHLY = env_int("MCMANAGER_KEEP_MONTHLY", None)
+# The health check fails when the newest verified backup is older than this.
+MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
+# The health check warns when the backup directory's disk has less free space than this.
+MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
+
+# django-dbbackup: we use its connectors; its storage points at our backup dir.
+DBBACKUP_STORAGE = "django.core.files.storage.FileSystemStorage"
+DBBACKUP_STORAGE_OPTIONS = {"location": str(MCMANAGER_BACKUP_DIR)}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "dbbackup": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(MCMANAGER_BACKUP_DIR)},
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {
+        "dbtools": {
+            "handlers": ["console"],
+            "level": env_str("MCMANAGER_LOG_LEVEL", "WARNING"),
+        },
+    },
+}
