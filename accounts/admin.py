@@ -32,7 +32,14 @@ def owned_servers_message(user: User, count: int) -> str:
 class UserAdmin(DjangoUserAdmin):
     form = UserEditForm
     add_form = UserCreateForm
-    list_display = ("username", "email", "is_admin", "is_active", "server_count", "date_joined")
+    list_display = (
+        "username",
+        "email",
+        "is_admin",
+        "is_active",
+        "server_count",
+        "date_joined",
+    )
     list_filter = ("is_admin", "is_active")
     search_fields = ("username", "email")
     ordering = ("username",)
@@ -45,7 +52,20 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
-        (None, {"classes": ("wide",), "fields": ("username", "email", "password1", "password2", "is_admin", "is_active")}),
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "username",
+                    "email",
+                    "password1",
+                    "password2",
+                    "is_admin",
+                    "is_active",
+                ),
+            },
+        ),
     )
 
     def get_queryset(self, request):
@@ -61,8 +81,12 @@ class UserAdmin(DjangoUserAdmin):
         if user is not None:
             count = user.servers.count()
             if count:
-                self.message_user(request, owned_servers_message(user, count), messages.ERROR)
-                return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+                self.message_user(
+                    request, owned_servers_message(user, count), messages.ERROR
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:accounts_user_change", args=[user.pk])
+                )
         return super().delete_view(request, object_id, extra_context)
 
     def get_actions(self, request):
@@ -70,11 +94,15 @@ class UserAdmin(DjangoUserAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Delete selected users (refused for users who own servers)")
+    @admin.action(
+        description="Delete selected users (refused for users who own servers)"
+    )
     def delete_users_without_servers(self, request, queryset):
         owners = queryset.annotate(n=Count("servers")).filter(n__gt=0)
         for user in owners:
-            self.message_user(request, owned_servers_message(user, user.n), messages.ERROR)
+            self.message_user(
+                request, owned_servers_message(user, user.n), messages.ERROR
+            )
         deletable = queryset.exclude(pk__in=[u.pk for u in owners])
         count = deletable.count()
         if count:

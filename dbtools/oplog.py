@@ -36,7 +36,11 @@ class OperationRecord:
 
 @contextmanager
 def record_operation(
-    operation: str, *, database: str = DEFAULT_DB_ALIAS, actor: str | None = None, log_alias: str | None = None
+    operation: str,
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    actor: str | None = None,
+    log_alias: str | None = None,
 ) -> Iterator[OperationRecord]:
     """Log one operation with its outcome and duration, whatever happens inside.
 
@@ -45,7 +49,9 @@ def record_operation(
     """
     from .errors import RestoreRefused
 
-    record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
+    record = OperationRecord(
+        operation=operation, database=database, actor=actor or os_user()
+    )
     started = timezone.now()
     t0 = time.monotonic()
     try:
@@ -76,5 +82,7 @@ def write_entry(record: OperationRecord, started, seconds: float, alias: str) ->
             message=record.message,
             details=record.details,
         )
-    except Exception as exc:  # the table may not exist yet (before migrate) or the db is gone
+    except (
+        Exception
+    ) as exc:  # the table may not exist yet (before migrate) or the db is gone
         logger.warning("could not write the operations log: %s", exc)

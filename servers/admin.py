@@ -5,7 +5,16 @@ from .models import Configuration, Server
 
 @admin.register(Server)
 class ServerAdmin(admin.ModelAdmin):
-    list_display = ("server_name", "owner", "port", "status", "memory_mb", "gamemode", "difficulty", "version")
+    list_display = (
+        "server_name",
+        "owner",
+        "port",
+        "status",
+        "memory_mb",
+        "gamemode",
+        "difficulty",
+        "version",
+    )
     list_filter = ("status", "gamemode", "difficulty")
     search_fields = ("server_name",)
     # A select of 100,000 users would make the page unusable: search instead.
@@ -16,7 +25,20 @@ class ServerAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("server_name", "owner", "status")}),
         ("Network and resources", {"fields": ("port", "memory_mb", "max_players")}),
-        ("Game", {"fields": ("version", "gamemode", "difficulty", "hardcore", "pvp", "seed", "motd")}),
+        (
+            "Game",
+            {
+                "fields": (
+                    "version",
+                    "gamemode",
+                    "difficulty",
+                    "hardcore",
+                    "pvp",
+                    "seed",
+                    "motd",
+                )
+            },
+        ),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
 

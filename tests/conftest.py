@@ -48,6 +48,65 @@ def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(path):
         if browser_required():
-            pytest.fail("MCMANAGER_REQUIRE_BROWSER is set but Chromium is not installed (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium); browser tests need it")
+            pytest.fail(
+                "MCMANAGER_REQUIRE_BROWSER is set but Chromium is not installed (apt-get install chromium)"
+            )
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); browser tests need it"
+        )
     return path
+
+
+def database_url_for(alias: str = "default") -> str:
+    """A DATABASE_URL for the database this test uses (the test database), for subprocesses."""
+    from urllib.parse import quote
+
+    from django.db import connections
+
+    s = connections[alias].settings_dict
+    vendor = connections[alias].vendor
+    if vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    scheme = {"postgresql": "postgres", "mysql": "mysql"}[vendor]
+    auth = quote(s["USER"] or "")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    port = f":{s['PORT']}" if s.get("PORT") else ""
+    return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}{port}/{s['NAME']}"
+
+
+@pytest.fixture
+def manage_py(settings):
+    """Run ``python manage.py ...`` in a subprocess against the test database, as cron would.
+
+    Returns a function taking the arguments (and optional env overrides / timeout) that
+    returns the CompletedProcess (text mode). The test must use ``transactional_db`` so
+    the subprocess sees committed data.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def run(*args: str, env: dict | None = None, timeout: float = 300, **kwargs):
+        full_env = dict(os.environ)
+        full_env.update(
+            DATABASE_URL=database_url_for(),
+            MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
+            DJANGO_SETTINGS_MODULE="mcmanager.settings",
+        )
+        full_env.pop("DJANGO_DEBUG", None)
+        if env:
+            full_env.update(env)
+        return subprocess.run(
+            [sys.executable, str(root / "manage.py"), *args],
+            cwd=root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run

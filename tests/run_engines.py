@@ -13,8 +13,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MCMANAGER_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
-MARIADB_URL = os.environ.get("MCMANAGER_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
-SQLITE_URL = "sqlite:///" + str(ROOT / "instance" / "mcmanager.sqlite3")
+MARIADB_URL = os.environ.get(
+    "MCMANAGER_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test"
+)
+SQLITE_URL = os.environ.get(
+    "MCMANAGER_TEST_SQLITE_URL",
+    "sqlite:///" + str(ROOT / "instance" / "mcmanager.sqlite3"),
+)
 
 
 def required() -> bool:
@@ -32,8 +37,12 @@ def postgres_reason() -> str | None:
     cfg = dj_database_url.parse(PG_URL)
     try:
         psycopg.connect(
-            host=cfg["HOST"], port=cfg["PORT"] or 5432, user=cfg["USER"], password=cfg["PASSWORD"] or None,
-            dbname=cfg["NAME"], connect_timeout=3,
+            host=cfg["HOST"],
+            port=cfg["PORT"] or 5432,
+            user=cfg["USER"],
+            password=cfg["PASSWORD"] or None,
+            dbname=cfg["NAME"],
+            connect_timeout=3,
         ).close()
     except Exception as exc:
         return f"PostgreSQL at {cfg['HOST']}:{cfg['PORT']} is not reachable ({str(exc).splitlines()[0]})"
@@ -47,8 +56,17 @@ def mariadb_reason() -> str | None:
     except ImportError:
         print("== installing the MariaDB driver (requirements-mysql.txt)", flush=True)
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements-mysql.txt")],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                str(ROOT / "requirements-mysql.txt"),
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             return "the mysqlclient driver could not be installed (needs libmariadb-dev and pkg-config)"
@@ -58,7 +76,9 @@ def mariadb_reason() -> str | None:
         "MySQLdb.connect(host=c['HOST'], port=int(c['PORT'] or 3306), user=c['USER'], "
         "passwd=c['PASSWORD'] or '', db=c['NAME'], connect_timeout=3).close()\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, MARIADB_URL], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, MARIADB_URL], capture_output=True, text=True
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no answer"])[-1]
         return f"MariaDB is not reachable ({last})"
@@ -66,13 +86,20 @@ def mariadb_reason() -> str | None:
 
 
 def run_pass(name: str, url: str, args: list[str]) -> tuple[int, dict]:
-    print(f"\n== {name}: pytest with DATABASE_URL={re.sub(r':[^:@/]*@', ':***@', url)}", flush=True)
+    print(
+        f"\n== {name}: pytest with DATABASE_URL={re.sub(r':[^:@/]*@', ':***@', url)}",
+        flush=True,
+    )
     env = dict(os.environ, DATABASE_URL=url)
     env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     env.pop("DJANGO_DEBUG", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
     last = ""
@@ -97,7 +124,9 @@ def main() -> int:
         if reason is None:
             passes.append((name, url))
         elif required():
-            problems.append(f"{name} is required (MCMANAGER_REQUIRE_ENGINES) but {reason}")
+            problems.append(
+                f"{name} is required (MCMANAGER_REQUIRE_ENGINES) but {reason}"
+            )
         else:
             print(f"== skipping the {name} pass: {reason}", flush=True)
     for problem in problems:
@@ -114,10 +143,14 @@ def main() -> int:
     print("\n== summary")
     for name, code, counts in results:
         status = "ok" if code == 0 else f"FAILED (pytest exit {code})"
-        print(f"   {name:<11} {counts['passed']} passed, {counts['failed']} failed, "
-              f"{counts['skipped']} skipped, {counts['error']} errors: {status}")
+        print(
+            f"   {name:<11} {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped, {counts['error']} errors: {status}"
+        )
     failed = totals["failed"] + totals["error"]
-    print(f"total: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
+    print(
+        f"total: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped"
+    )
     if problems or any(code != 0 for _, code, _ in results):
         return 1
     return 0

@@ -16,8 +16,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
-        parser.add_argument("--username", default="admin", help="Username of the admin to create (default: admin).")
-        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/", help="Where the admin is served.")
+        parser.add_argument(
+            "--username",
+            default="admin",
+            help="Username of the admin to create (default: admin).",
+        )
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000/admin/",
+            help="Where the admin is served.",
+        )
 
     def handle(self, *args, **options):
         users = User.objects.db_manager(options["database"])
@@ -31,6 +39,10 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         users.create_superuser(options["username"], password=password)
         self.stdout.write(
-            self.style.SUCCESS(f"Created the admin login. Log in at {options['url']} as {options['username']} / {password}")
+            self.style.SUCCESS(
+                f"Created the admin login. Log in at {options['url']} as {options['username']} / {password}"
+            )
         )
-        self.stdout.write("This password is shown once; change it with: python manage.py changepassword admin")
+        self.stdout.write(
+            "This password is shown once; change it with: python manage.py changepassword admin"
+        )
