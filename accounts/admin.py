@@ -22,10 +22,7 @@ class UserEditForm(UserChangeForm):
 
 def owned_servers_message(user: User, count: int) -> str:
     noun = "server" if count == 1 else "servers"
-    return (
-        f"User “{user.username}” owns {count} {noun} and cannot be deleted. "
-        "Reassign or delete those servers first."
-    )
+    return f"User “{user.username}” owns {count} {noun} and cannot be deleted. Reassign or delete those servers first."
 
 
 @admin.register(User)
@@ -81,12 +78,8 @@ class UserAdmin(DjangoUserAdmin):
         if user is not None:
             count = user.servers.count()
             if count:
-                self.message_user(
-                    request, owned_servers_message(user, count), messages.ERROR
-                )
-                return HttpResponseRedirect(
-                    reverse("admin:accounts_user_change", args=[user.pk])
-                )
+                self.message_user(request, owned_servers_message(user, count), messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
         return super().delete_view(request, object_id, extra_context)
 
     def get_actions(self, request):
@@ -94,15 +87,11 @@ class UserAdmin(DjangoUserAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(
-        description="Delete selected users (refused for users who own servers)"
-    )
+    @admin.action(description="Delete selected users (refused for users who own servers)")
     def delete_users_without_servers(self, request, queryset):
         owners = queryset.annotate(n=Count("servers")).filter(n__gt=0)
         for user in owners:
-            self.message_user(
-                request, owned_servers_message(user, user.n), messages.ERROR
-            )
+            self.message_user(request, owned_servers_message(user, user.n), messages.ERROR)
         deletable = queryset.exclude(pk__in=[u.pk for u in owners])
         count = deletable.count()
         if count:

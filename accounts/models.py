@@ -4,7 +4,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.core.validators import MinLengthValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Length, Lower
+from django.db.models.functions import Lower
 
 import dbtools.lookups  # noqa: F401  (registers only_chars / in_exact)
 
@@ -16,9 +16,7 @@ class UserManager(BaseUserManager):
     use_in_migrations = True
 
     def _create(self, username: str, email: str | None, password: str | None, **extra):
-        user = self.model(
-            username=username, email=self.normalize_email(email) or None, **extra
-        )
+        user = self.model(username=username, email=self.normalize_email(email) or None, **extra)
         user.set_password(password)
         user.full_clean(exclude=["password"])
         user.save(using=self._db)
@@ -73,9 +71,7 @@ class User(AbstractBaseUser):
         help_text="Optional. Unique, ignoring case.",
         error_messages={"unique": "A user with that email address already exists."},
     )
-    is_admin = models.BooleanField(
-        default=False, db_index=True, help_text="Can log in to the admin."
-    )
+    is_admin = models.BooleanField(default=False, db_index=True, help_text="Can log in to the admin.")
     is_active = models.BooleanField(default=True, db_index=True)
     date_joined = models.DateTimeField(auto_now_add=True)
 

@@ -20,9 +20,7 @@ class OnlyChars(Lookup):
 
     def _char_class(self) -> str:
         if not isinstance(self.rhs, str) or "]" in self.rhs or "^" in self.rhs:
-            raise ValueError(
-                "only_chars takes a character class body such as 'A-Za-z0-9_-'"
-            )
+            raise ValueError("only_chars takes a character class body such as 'A-Za-z0-9_-'")
         return self.rhs
 
     def as_sql(self, compiler, connection):  # PostgreSQL and any POSIX-regex engine

@@ -18,9 +18,7 @@ class OperationLog(models.Model):
     started_at = models.DateTimeField(db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     operation = models.CharField(max_length=32, db_index=True)
-    actor = models.CharField(
-        max_length=150, help_text="OS user, or the admin's username."
-    )
+    actor = models.CharField(max_length=150, help_text="OS user, or the admin's username.")
     database = models.CharField(max_length=64, default="default")
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     duration_ms = models.PositiveBigIntegerField(default=0)

@@ -49,9 +49,7 @@ def record_operation(
     """
     from .errors import RestoreRefused
 
-    record = OperationRecord(
-        operation=operation, database=database, actor=actor or os_user()
-    )
+    record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
     started = timezone.now()
     t0 = time.monotonic()
     try:
@@ -82,7 +80,5 @@ def write_entry(record: OperationRecord, started, seconds: float, alias: str) ->
             message=record.message,
             details=record.details,
         )
-    except (
-        Exception
-    ) as exc:  # the table may not exist yet (before migrate) or the db is gone
+    except Exception as exc:  # the table may not exist yet (before migrate) or the db is gone
         logger.warning("could not write the operations log: %s", exc)

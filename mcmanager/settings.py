@@ -162,9 +162,7 @@ SILENCED_SYSTEM_CHECKS = ["models.W044"]
 AUTH_USER_MODEL = "accounts.User"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
-    },
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -190,9 +188,7 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- dbtools: backups, retention, health ----------------------------------
 
-MCMANAGER_BACKUP_DIR = Path(
-    env_str("MCMANAGER_BACKUP_DIR", str(INSTANCE_DIR / "backups"))
-)
+MCMANAGER_BACKUP_DIR = Path(env_str("MCMANAGER_BACKUP_DIR", str(INSTANCE_DIR / "backups")))
 # zstd, gzip or none.
 MCMANAGER_BACKUP_COMPRESSION = env_str("MCMANAGER_BACKUP_COMPRESSION", "zstd")
 # Retention applied after every successful backup; None means "keep everything".

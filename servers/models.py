@@ -81,24 +81,12 @@ class Server(models.Model):
         default=ServerStatus.STOPPED,
         db_index=True,
     )
-    gamemode = models.CharField(
-        max_length=10, choices=Gamemode.choices, default=Gamemode.SURVIVAL
-    )
-    difficulty = models.CharField(
-        max_length=10, choices=Difficulty.choices, default=Difficulty.NORMAL
-    )
-    version = models.CharField(
-        max_length=32, default="1.21.4", help_text="Minecraft version, e.g. 1.21.4."
-    )
-    motd = models.CharField(
-        "message of the day", max_length=255, blank=True, default="A Minecraft Server"
-    )
-    seed = models.CharField(
-        max_length=64, blank=True, default="", help_text="World seed; empty for random."
-    )
-    max_players = models.PositiveIntegerField(
-        default=20, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
+    gamemode = models.CharField(max_length=10, choices=Gamemode.choices, default=Gamemode.SURVIVAL)
+    difficulty = models.CharField(max_length=10, choices=Difficulty.choices, default=Difficulty.NORMAL)
+    version = models.CharField(max_length=32, default="1.21.4", help_text="Minecraft version, e.g. 1.21.4.")
+    motd = models.CharField("message of the day", max_length=255, blank=True, default="A Minecraft Server")
+    seed = models.CharField(max_length=64, blank=True, default="", help_text="World seed; empty for random.")
+    max_players = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1), MaxValueValidator(1000)])
     hardcore = models.BooleanField(default=False)
     pvp = models.BooleanField("PvP", default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -182,9 +170,7 @@ class Configuration(models.Model):
         verbose_name_plural = "configuration"
         constraints = [
             models.CheckConstraint(
-                condition=Q(key__length__gte=1)
-                & Q(key__length__lte=100)
-                & Q(key__only_chars=CONFIG_KEY_CHARS),
+                condition=Q(key__length__gte=1) & Q(key__length__lte=100) & Q(key__only_chars=CONFIG_KEY_CHARS),
                 name="configuration_key_valid",
                 violation_error_message="A key is 1 to 100 characters: letters, digits, . _ and -.",
             ),

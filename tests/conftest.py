@@ -48,12 +48,8 @@ def chromium_path() -> str:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not os.path.exists(path):
         if browser_required():
-            pytest.fail(
-                "MCMANAGER_REQUIRE_BROWSER is set but Chromium is not installed (apt-get install chromium)"
-            )
-        pytest.skip(
-            "Chromium is not installed (apt-get install chromium); browser tests need it"
-        )
+            pytest.fail("MCMANAGER_REQUIRE_BROWSER is set but Chromium is not installed (apt-get install chromium)")
+        pytest.skip("Chromium is not installed (apt-get install chromium); browser tests need it")
     return path
 
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MCMANAGER_TEST_PG_URL", "postgres://root@127.0.0.1:5432/test")
-MARIADB_URL = os.environ.get(
-    "MCMANAGER_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test"
-)
+MARIADB_URL = os.environ.get("MCMANAGER_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
 SQLITE_URL = os.environ.get(
     "MCMANAGER_TEST_SQLITE_URL",
     "sqlite:///" + str(ROOT / "instance" / "mcmanager.sqlite3"),
@@ -76,9 +74,7 @@ def mariadb_reason() -> str | None:
         "MySQLdb.connect(host=c['HOST'], port=int(c['PORT'] or 3306), user=c['USER'], "
         "passwd=c['PASSWORD'] or '', db=c['NAME'], connect_timeout=3).close()\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, MARIADB_URL], capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "-c", probe, MARIADB_URL], capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no answer"])[-1]
         return f"MariaDB is not reachable ({last})"
@@ -124,9 +120,7 @@ def main() -> int:
         if reason is None:
             passes.append((name, url))
         elif required():
-            problems.append(
-                f"{name} is required (MCMANAGER_REQUIRE_ENGINES) but {reason}"
-            )
+            problems.append(f"{name} is required (MCMANAGER_REQUIRE_ENGINES) but {reason}")
         else:
             print(f"== skipping the {name} pass: {reason}", flush=True)
     for problem in problems:
@@ -148,9 +142,7 @@ def main() -> int:
             f"{counts['skipped']} skipped, {counts['error']} errors: {status}"
         )
     failed = totals["failed"] + totals["error"]
-    print(
-        f"total: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped"
-    )
+    print(f"total: {totals['passed']} passed, {failed} failed, {totals['skipped']} skipped")
     if problems or any(code != 0 for _, code, _ in results):
         return 1
     return 0

@@ -20,9 +20,7 @@ def get_engine(alias: str = DEFAULT_DB_ALIAS) -> Engine:
             return engine_class(alias)
     from ..errors import CouldNotRun
 
-    raise CouldNotRun(
-        f"database '{alias}' uses {vendor}, which mcmanager does not support"
-    )
+    raise CouldNotRun(f"database '{alias}' uses {vendor}, which mcmanager does not support")
 
 
 __all__ = ["Engine", "get_engine"]

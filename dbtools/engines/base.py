@@ -14,9 +14,7 @@ from django.db import connections
 class Engine:
     vendor: str = ""  # Django's connection.vendor: "sqlite", "postgresql", "mysql"
     display_name: str = ""  # "SQLite", "PostgreSQL", "MariaDB"
-    dump_extension: str = (
-        ""  # extension of an uncompressed dump: "sqlite3", "pgdump", "sql"
-    )
+    dump_extension: str = ""  # extension of an uncompressed dump: "sqlite3", "pgdump", "sql"
 
     def __init__(self, alias: str) -> None:
         self.alias = alias

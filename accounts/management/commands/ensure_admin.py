@@ -43,6 +43,4 @@ class Command(BaseCommand):
                 f"Created the admin login. Log in at {options['url']} as {options['username']} / {password}"
             )
         )
-        self.stdout.write(
-            "This password is shown once; change it with: python manage.py changepassword admin"
-        )
+        self.stdout.write("This password is shown once; change it with: python manage.py changepassword admin")
