@@ -72,7 +72,7 @@ def mariadb_reason() -> str | None:
         "import MySQLdb, dj_database_url, sys\n"
         "c = dj_database_url.parse(sys.argv[1])\n"
         "MySQLdb.connect(host=c['HOST'], port=int(c['PORT'] or 3306), user=c['USER'], "
-        "passwd=c['PASSWORD'] or '', db=c['NAME'], connect_timeout=3).close()\n"
+        "passwd=c['PASSWORD'] or '', connect_timeout=3).close()\n"
     )
     done = subprocess.run([sys.executable, "-c", probe, MARIADB_URL], capture_output=True, text=True)
     if done.returncode != 0:
