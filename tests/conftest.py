@@ -34,6 +34,12 @@ def _isolated_backup_dir(settings, tmp_path):
     settings.MCMANAGER_BACKUP_DIR = tmp_path / "backups"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's deliberate slowness is not what these tests measure."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def vendor() -> str:
     return connection.vendor
