@@ -66,3 +66,65 @@ class MySQLEngine(Engine):
         return "all tables moved by one atomic RENAME TABLE statement from the scratch database"
 
     # --- monitoring and validation ---------------------------------------
+
+    def database_size(self) -> dict:
+        """Data and index bytes of this schema as information_schema reports them."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                "WHERE table_schema = DATABASE()"
+            )
+            total = int(cursor.fetchone()[0])
+        return {"total_bytes": total}
+
+    def table_sizes(self, tables: list[str]) -> dict[str, int] | None:
+        """Data plus index bytes per table (information_schema.tables)."""
+        if not tables:
+            return {}
+        placeholders = ", ".join(["%s"] * len(tables))
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name, data_length + index_length FROM information_schema.tables "
+                f"WHERE table_schema = DATABASE() AND table_name IN ({placeholders})",
+                list(tables),
+            )
+            return {name: int(size or 0) for name, size in cursor.fetchall()}
+
+    def estimated_row_counts(self, tables: list[str]) -> dict[str, int] | None:
+        """InnoDB's estimate (information_schema.tables.table_rows); COUNT(*) scans the whole index."""
+        if not tables:
+            return {}
+        placeholders = ", ".join(["%s"] * len(tables))
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name, table_rows FROM information_schema.tables "
+                f"WHERE table_schema = DATABASE() AND table_name IN ({placeholders})",
+                list(tables),
+            )
+            counts = {name: int(n or 0) for name, n in cursor.fetchall()}
+        return counts if len(counts) == len(tables) else None
+
+    def server_connections(self) -> int | None:
+        """Client connections the server has open (all databases: MariaDB counts per server)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+            row = cursor.fetchone()
+        return int(row[1]) if row else None
+
+    def performance_extras(self) -> dict:
+        return {}
+
+    def indexes_and_constraints(self, table: str) -> tuple[list[list[str]], set[str]]:
+        """The column lists of the table's indexes and the names of its indexes and constraints."""
+        with self.connection.cursor() as cursor:
+            found = self.connection.introspection.get_constraints(cursor, table)
+        indexes = [
+            info["columns"]
+            for info in found.values()
+            if info.get("columns") and (info.get("index") or info.get("unique") or info.get("primary_key"))
+        ]
+        return indexes, set(found)
+
+    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset()) -> list[dict]:
+        """None cheap enough to run: CHECK TABLE reads every row and locks the table."""
+        return []

@@ -1,0 +1,56 @@
+"""``manage.py validate``: find what the constraints missed. Exit 0 clean, 1 problems, 2 could not run."""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbtools.errors import DbtoolsError
+from dbtools.validation import validate_database
+
+
+class Command(BaseCommand):
+    help = "Validate the data and schema of a database; exit 0 when clean, 1 when problems are found, 2 when it cannot run."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--data-only", action="store_true", help="Only the data rules.")
+        scope.add_argument("--schema-only", action="store_true", help="Only the schema and migration checks.")
+
+    def handle(self, *args, **options):
+        try:
+            report = validate_database(
+                options["database"],
+                data=not options["schema_only"],
+                schema=not options["data_only"],
+            )
+        except DbtoolsError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(report.as_dict(), indent=2))
+        else:
+            self.print_report(report, options["verbosity"])
+        if not report.ok:
+            raise CommandError(
+                f"validation found {report.problem_count} problems in {report.engine} database '{report.database}'",
+                returncode=1,
+            )
+
+    def print_report(self, report, verbosity: int) -> None:
+        summary = f"{report.rules_run} rules in {report.duration_ms} ms"
+        if report.ok:
+            if verbosity >= 1:
+                self.stdout.write(self.style.SUCCESS(f"No problems found ({summary})."))
+            return
+        for problem in report.problems:
+            where = f"{problem.table}: " if problem.table else ""
+            self.stdout.write(self.style.ERROR(f"[{problem.category}] {where}{problem.rule}"))
+            self.stdout.write(f"  {problem.message}")
+            if problem.sample_ids:
+                label = "ids" if all(isinstance(i, int) for i in problem.sample_ids) else "items"
+                more = " ..." if problem.count > len(problem.sample_ids) else ""
+                self.stdout.write(f"  {label}: {', '.join(str(i) for i in problem.sample_ids)}{more}")
+            self.stdout.write(f"  fix: {problem.fix}")
+        self.stdout.write(f"{report.problem_count} problems ({summary}).")

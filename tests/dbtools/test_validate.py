@@ -1,0 +1,339 @@
+"""``validate`` finds what reached the database around its constraints, on every engine.
+
+Bad rows are planted with raw SQL past the constraints (SQLite: ignore_check_constraints
+and deferred foreign keys; PostgreSQL: deferred foreign keys and a constraint dropped
+inside the test's transaction; MariaDB: foreign_key_checks and check_constraint_checks
+off), then each problem must be reported with its count and sample ids.
+"""
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from django.db import connection, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from dbtools.models import OperationLog, StoredReport
+from dbtools.validation import DATA_CATEGORIES, SCHEMA_CATEGORIES, run_validation, validate_database
+from servers.models import Configuration, Server
+
+
+@pytest.fixture
+def planted(db):
+    """The test plants bad rows; its transaction is rolled back without Django's
+    end-of-test constraint check (which would rightly refuse them)."""
+    yield
+    transaction.set_rollback(True)
+
+
+@contextmanager
+def constraints_off(*checks: tuple[str, str]):
+    """Let raw SQL break CHECK constraints and foreign keys for the rest of the test.
+
+    ``checks`` names (table, constraint) pairs PostgreSQL must drop: it has no switch for
+    CHECKs. The drop happens inside the test's transaction and is rolled back with it.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("PRAGMA ignore_check_constraints = ON")
+        elif connection.vendor == "postgresql":
+            # ALTER TABLE refuses while deferred foreign-key checks are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for table, name in checks:
+                cursor.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        else:
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            cursor.execute("SET SESSION check_constraint_checks = 0")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute("PRAGMA ignore_check_constraints = OFF")
+            elif connection.vendor == "mysql":
+                cursor.execute("SET SESSION foreign_key_checks = 1")
+                cursor.execute("SET SESSION check_constraint_checks = 1")
+
+
+def execute(sql: str, params=()) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def make_user(name: str, **extra) -> User:
+    return User.objects.create_user(name, **extra)
+
+
+def make_server(name: str, owner: User, **extra) -> Server:
+    return Server.objects.create(server_name=name, owner=owner, **extra)
+
+
+def find(report, category: str, rule: str):
+    matches = [p for p in report.problems if p.category == category and p.rule == rule]
+    assert len(matches) == 1, f"expected one {category}/{rule}, got {[(p.category, p.rule) for p in report.problems]}"
+    return matches[0]
+
+
+def test_clean_database_is_clean(db):
+    alice = make_user("alice", email="alice@example.org")
+    make_server("alpha", alice, status="Running", port=25565)
+    make_server("beta", alice, status="Stopped", port=25565)  # stopped servers may share a port
+    Configuration.objects.create(key="panel.name", value="x", updated_by=alice)
+    report = run_validation()
+    assert report.ok, [p.as_dict() for p in report.problems]
+    assert report.rules_run > 20
+    as_dict = report.as_dict()
+    assert set(as_dict["problems"]) == set(DATA_CATEGORIES + SCHEMA_CATEGORIES)
+    assert all(v == [] for v in as_dict["problems"].values())
+
+
+def test_orphaned_servers_and_dangling_configuration(planted):
+    alice = make_user("alice")
+    servers = [make_server(f"srv{i}", alice) for i in range(12)]
+    config = Configuration.objects.create(key="panel.name", value="x", updated_by=alice)
+    ghost = alice.pk + 1000
+    with constraints_off():
+        ids = [s.pk for s in servers]
+        execute(f"UPDATE servers_server SET owner_id = %s WHERE id IN ({', '.join(map(str, ids))})", [ghost])
+        execute("UPDATE servers_configuration SET updated_by_id = %s WHERE id = %s", [ghost, config.pk])
+    report = run_validation(schema=False)
+    orphans = find(report, "orphaned_records", "owner_id_exists")
+    assert orphans.table == "servers_server"
+    assert orphans.count == 12
+    assert orphans.sample_ids == sorted(ids)[:10]
+    dangling = find(report, "foreign_key_violations", "updated_by_id_exists")
+    assert (dangling.table, dangling.count, dangling.sample_ids) == ("servers_configuration", 1, [config.pk])
+    assert "NULL" in dangling.fix
+
+
+def test_check_constraints_come_from_the_models(planted):
+    alice = make_user("alice")
+    low = make_server("low", alice)
+    high = make_server("high", alice)
+    lower_case = make_server("lowercase", alice)
+    conf = Configuration.objects.create(key="k", value="v")
+    with constraints_off(
+        ("servers_server", "server_port_range"),
+        ("servers_server", "server_status_valid"),
+        ("servers_configuration", "configuration_value_not_empty"),
+    ):
+        execute("UPDATE servers_server SET port = 80 WHERE id IN (%s, %s)", [low.pk, high.pk])
+        # 'running' is not 'Running': comparisons are exact on every engine.
+        execute("UPDATE servers_server SET status = 'running' WHERE id = %s", [lower_case.pk])
+        execute("UPDATE servers_configuration SET value = '' WHERE id = %s", [conf.pk])
+    report = run_validation(schema=False)
+    port = find(report, "constraint_violations", "server_port_range")
+    assert (port.table, port.count, port.sample_ids) == ("servers_server", 2, sorted([low.pk, high.pk]))
+    status = find(report, "constraint_violations", "server_status_valid")
+    assert (status.count, status.sample_ids) == (1, [lower_case.pk])
+    value = find(report, "constraint_violations", "configuration_value_not_empty")
+    assert (value.table, value.count, value.sample_ids) == ("servers_configuration", 1, [conf.pk])
+    assert "1024 and 65535" in port.message
+
+
+def test_a_new_model_constraint_is_validated_without_new_code(db, monkeypatch):
+    alice = make_user("alice")
+    big = make_server("big", alice, max_players=500)
+    make_server("small", alice, max_players=50)
+    extra = models.CheckConstraint(condition=Q(max_players__lte=100), name="server_at_most_100_players")
+    monkeypatch.setattr(Server._meta, "constraints", [*Server._meta.constraints, extra])
+    report = run_validation(schema=False)
+    problem = find(report, "constraint_violations", "server_at_most_100_players")
+    assert (problem.count, problem.sample_ids) == (1, [big.pk])
+
+
+def test_null_passes_a_check_as_in_sql(db):
+    # email IS NULL satisfies user_email_valid; exclude() would have counted it.
+    make_user("nomail")
+    report = run_validation(schema=False)
+    assert report.ok, [p.as_dict() for p in report.problems]
+
+
+def test_running_servers_on_one_port(db):
+    alice = make_user("alice")
+    a = make_server("a-srv", alice, status="Running", port=25570)
+    b = make_server("b-srv", alice, status="Starting", port=25570)
+    make_server("c-srv", alice, status="Stopped", port=25570)
+    make_server("d-srv", alice, status="Running", port=25571)
+    report = run_validation(schema=False)
+    problem = find(report, "data_inconsistencies", "active_port_unique")
+    assert (problem.table, problem.count, problem.sample_ids) == ("servers_server", 2, sorted([a.pk, b.pk]))
+
+
+def test_timestamps_in_the_future(db):
+    alice = make_user("alice")
+    srv = make_server("srv", alice)
+    future = timezone.now() + timedelta(days=3)
+    Server.objects.filter(pk=srv.pk).update(created_at=future)
+    User.objects.filter(pk=alice.pk).update(date_joined=future)
+    report = run_validation(schema=False)
+    assert find(report, "data_inconsistencies", "created_at_not_in_future").sample_ids == [srv.pk]
+    assert find(report, "data_inconsistencies", "date_joined_not_in_future").sample_ids == [alice.pk]
+
+
+@pytest.mark.engines("sqlite", "postgresql")
+def test_names_equal_ignoring_case(planted):
+    # MariaDB's collation already refuses these; elsewhere only the ci index on email does.
+    a = make_user("Steve", email="steve@example.org")
+    b = make_user("steve")
+    c = make_user("other")
+    execute("DROP INDEX user_email_ci_unique")
+    execute("UPDATE accounts_user SET email = 'STEVE@example.org' WHERE id = %s", [c.pk])
+    report = run_validation()
+    names = find(report, "data_inconsistencies", "username_unique_ignoring_case")
+    assert (names.count, names.sample_ids) == (2, sorted([a.pk, b.pk]))
+    emails = find(report, "constraint_violations", "user_email_ci_unique")
+    assert (emails.count, emails.sample_ids) == (2, sorted([a.pk, c.pk]))
+    # The dropped index is a schema finding too.
+    assert find(report, "missing_constraints", "constraints_exist").sample_ids == ["user_email_ci_unique"]
+
+
+@pytest.mark.engines("postgresql")
+def test_duplicate_unique_field(planted):
+    # Only PostgreSQL can drop the unique index inside the test's transaction.
+    alice = make_user("alice")
+    one = make_server("one", alice)
+    two = make_server("two", alice)
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+    unique_name = next(
+        name
+        for name, info in constraints.items()
+        if info["unique"] and info["columns"] == ["server_name"] and not info["primary_key"]
+    )
+    execute("SET CONSTRAINTS ALL IMMEDIATE")
+    execute(f'ALTER TABLE servers_server DROP CONSTRAINT "{unique_name}"')
+    execute("UPDATE servers_server SET server_name = 'one' WHERE id = %s", [two.pk])
+    report = run_validation(schema=False)
+    problem = find(report, "constraint_violations", "server_name_unique")
+    assert (problem.count, problem.sample_ids) == (2, [one.pk, two.pk])
+
+
+def test_schema_clean_and_migrations(planted):
+    assert run_validation(data=False).ok
+    execute("DELETE FROM django_migrations WHERE app = %s", ["dbtools"])
+    execute(
+        "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)",
+        ["servers", "9999_from_the_future", timezone.now()],
+    )
+    report = run_validation(data=False)
+    unapplied = find(report, "unapplied_migrations", "all_migrations_applied")
+    assert "dbtools.0001_initial" in unapplied.sample_ids
+    unknown = find(report, "unknown_migrations", "no_unknown_migrations")
+    assert unknown.sample_ids == ["servers.9999_from_the_future"]
+    assert {p.category for p in report.problems} == {"unapplied_migrations", "unknown_migrations"}
+
+
+@pytest.mark.engines("sqlite", "postgresql")
+def test_missing_table_and_column(planted):
+    # DDL inside the test's transaction: rolled back on SQLite and PostgreSQL (not MariaDB).
+    execute("ALTER TABLE servers_server DROP COLUMN motd")
+    execute("DROP TABLE django_admin_log")
+    report = run_validation()
+    assert find(report, "missing_tables", "table_exists").table == "django_admin_log"
+    columns = find(report, "missing_columns", "columns_exist")
+    assert (columns.table, columns.sample_ids) == ("servers_server", ["motd"])
+    # The data rules skip a table that is not whole instead of failing on it.
+    assert not any(p.table == "servers_server" and p.category in DATA_CATEGORIES for p in report.problems)
+
+
+@pytest.mark.engines("sqlite", "postgresql")
+def test_missing_index(planted):
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'servers_server' "
+                "AND sql LIKE '%(\"port\")%'"
+            )
+            port_index = cursor.fetchone()[0]
+    else:
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, "servers_server")
+        port_index = next(n for n, i in constraints.items() if i["index"] and i["columns"] == ["port"])
+    execute(f'DROP INDEX "{port_index}"')
+    report = run_validation(data=False)
+    problem = find(report, "missing_indexes", "indexes_exist")
+    assert (problem.table, problem.sample_ids) == ("servers_server", ["port"])
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_integrity_pragmas_run(planted):
+    # A table Django does not know, with a broken foreign key: only foreign_key_check sees it.
+    execute(
+        'CREATE TABLE legacy_note (id integer PRIMARY KEY, user_id integer REFERENCES "accounts_user" ("id") DEFERRABLE INITIALLY DEFERRED)'
+    )
+    execute("INSERT INTO legacy_note (id, user_id) VALUES (1, 424242)")
+    report = run_validation(data=False)
+    problem = find(report, "schema_inconsistencies", "sqlite_foreign_key_check")
+    assert (problem.table, problem.count) == ("legacy_note", 1)
+
+
+@pytest.mark.engines("postgresql")
+def test_postgresql_invalid_index(planted):
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+        port_index = next(n for n, i in constraints.items() if i["index"] and i["columns"] == ["port"])
+        cursor.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass", [port_index])
+    report = run_validation(data=False)
+    problem = find(report, "schema_inconsistencies", "postgresql_invalid_index")
+    assert (problem.table, problem.sample_ids) == ("servers_server", [port_index])
+
+
+def test_validate_database_stores_and_logs(db):
+    alice = make_user("alice")
+    make_server("a-srv", alice, status="Running", port=25570)
+    make_server("b-srv", alice, status="Running", port=25570)
+    report = validate_database(actor="tester")
+    assert not report.ok
+    stored = StoredReport.objects.get(kind="validation")
+    assert stored.ok is False and stored.problem_count == 1
+    assert stored.report["problems"]["data_inconsistencies"][0]["rule"] == "active_port_unique"
+    entry = OperationLog.objects.get(operation="validate")
+    assert (entry.actor, entry.outcome) == ("tester", "failure")
+    validate_database(data=False)
+    # A partial run never passes for a full one.
+    assert StoredReport.objects.filter(kind="validation").count() == 1
+    assert StoredReport.objects.filter(kind="validation:schema").count() == 1
+
+
+# --- the command ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_exit_codes(manage_py):
+    done = manage_py("validate")
+    assert done.returncode == 0, done.stderr
+    assert "No problems found" in done.stdout
+
+    alice = make_user("alice")
+    a = make_server("a-srv", alice, status="Running", port=25570)
+    b = make_server("b-srv", alice, status="Running", port=25570)
+    done = manage_py("validate", "--json")
+    assert done.returncode == 1, done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    assert report["ok"] is False
+    (problem,) = report["problems"]["data_inconsistencies"]
+    assert problem["sample_ids"] == sorted([a.pk, b.pk])
+    assert "1 problems" in done.stderr and "Traceback" not in done.stderr
+
+    done = manage_py("validate", "--schema-only")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_cannot_run(manage_py):
+    url = {
+        "sqlite": "postgres://nobody:s3cret-pw@127.0.0.1:1/nothing",
+        "postgresql": "postgres://nobody:s3cret-pw@127.0.0.1:1/nothing",
+        "mysql": "mysql://nobody:s3cret-pw@127.0.0.1:1/nothing",
+    }[connection.vendor]
+    done = manage_py("validate", env={"DATABASE_URL": url})
+    assert done.returncode == 2
+    assert "cannot reach" in done.stderr
+    assert "s3cret-pw" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
