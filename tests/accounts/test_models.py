@@ -54,3 +54,28 @@ def test_deleting_the_author_of_a_setting_keeps_the_setting():
     author.delete()
     entry.refresh_from_db()
     assert entry.updated_by is None
+
+
+def test_createsuperuser_command_makes_an_admin(monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "pw-123456-long")
+    call_command("createsuperuser", "--noinput", "--username", "chief", verbosity=0)
+    chief = User.objects.get(username="chief")
+    assert chief.is_admin and chief.check_password("pw-123456-long")
+
+
+def test_ensure_admin_creates_one_admin_once():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("ensure_admin", stdout=out)
+    assert "as admin / " in out.getvalue()
+    password = out.getvalue().split("as admin / ")[1].split()[0]
+    assert User.objects.get(username="admin").check_password(password)
+    out = StringIO()
+    call_command("ensure_admin", stdout=out)
+    assert "as admin (forgot the password?" in out.getvalue()
+    assert User.objects.filter(is_admin=True).count() == 1
