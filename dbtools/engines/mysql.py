@@ -14,6 +14,12 @@ class MySQLEngine(Engine):
 
     # --- restore ----------------------------------------------------------
 
+    @staticmethod
+    def looks_like_dump(head: bytes) -> bool:
+        """Whether the first bytes of an uncompressed dump are a mariadb-dump/mysqldump SQL script's."""
+        text = head.lstrip()[:200]
+        return text.startswith((b"-- MariaDB dump", b"-- MySQL dump", b"/*M!999999", b"/*!40"))
+
     def swap_in(self, scratch: str) -> None:
         """Move the scratch database's tables under the live name, atomically.
 

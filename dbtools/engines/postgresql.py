@@ -14,6 +14,11 @@ class PostgreSQLEngine(Engine):
 
     # --- restore ----------------------------------------------------------
 
+    @staticmethod
+    def looks_like_dump(head: bytes) -> bool:
+        """Whether the first bytes of an uncompressed dump are a pg_dump custom-format archive's."""
+        return head.startswith(b"PGDMP")
+
     def _maintenance_connection(self):
         """An autocommit psycopg connection to the server's maintenance database (not the live one)."""
         import psycopg

@@ -14,6 +14,11 @@ class SQLiteEngine(Engine):
 
     # --- restore ----------------------------------------------------------
 
+    @staticmethod
+    def looks_like_dump(head: bytes) -> bool:
+        """Whether the first bytes of an uncompressed dump are an SQLite database's."""
+        return head.startswith(b"SQLite format 3\x00")
+
     def swap_in(self, scratch: str) -> None:
         """Replace the live database's content with the scratch file's, atomically.
 
