@@ -141,7 +141,7 @@ def checked_models(database: str) -> list[type[models.Model]]:
     """Concrete, managed models whose tables live in this database."""
     return [
         model
-        for model in apps.get_models()
+        for model in apps.get_models(include_auto_created=True)
         if model._meta.managed and not model._meta.proxy and router.allow_migrate_model(database, model)
     ]
 

@@ -1,0 +1,123 @@
+"""``dbstats``: every figure equals what the database itself says."""
+
+import json
+import os
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from accounts.models import User
+from dbtools.monitor import collect_stats
+from servers.models import Configuration, Server
+
+
+def populate() -> None:
+    alice = User.objects.create_user("alice")
+    bob = User.objects.create_user("bob")
+    for i in range(7):
+        Server.objects.create(server_name=f"srv{i}", owner=alice if i % 2 else bob)
+    Configuration.objects.create(key="panel.name", value="x", updated_by=alice)
+
+
+def scalar(sql: str, params=()):
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def test_counts_and_migrations(db):
+    populate()
+    stats = collect_stats()
+    assert stats.table_counts == {"users": 2, "servers": 7, "configurations": 1}
+    assert stats.counts_exact is True
+    assert stats.migrations["unapplied"] == 0
+    assert stats.migrations["unknown"] == 0
+    assert stats.migrations["applied"] == scalar("SELECT COUNT(*) FROM django_migrations")
+    perf = stats.performance_metrics
+    assert perf["round_trip_ms"] >= 0 and perf["indexed_query_ms"] >= 0
+    assert stats.backup["newest"] is None
+
+
+def test_no_password_in_connection_info(db, settings):
+    info = collect_stats().connection_info
+    assert "password" not in json.dumps(info).lower()
+    assert info["vendor"] == connection.vendor
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_size_is_the_files(db):
+    populate()
+    stats = collect_stats()
+    path = connection.settings_dict["NAME"]
+    wal = path + "-wal"
+    size = stats.database_size
+    assert size["file_bytes"] == os.path.getsize(path)
+    assert size["wal_bytes"] == (os.path.getsize(wal) if os.path.exists(wal) else 0)
+    assert size["total_bytes"] == size["file_bytes"] + size["wal_bytes"]
+    assert size["free_pages"] == scalar("PRAGMA freelist_count")
+    assert size["page_count"] == scalar("PRAGMA page_count")
+    assert stats.performance_metrics["free_pages"] == size["free_pages"]
+    assert stats.connection_info["server_connections"] is None
+
+
+@pytest.mark.engines("postgresql")
+def test_postgresql_figures(db):
+    populate()
+    stats = collect_stats()
+    assert abs(stats.database_size["total_bytes"] - scalar("SELECT pg_database_size(current_database())")) < 1024 * 1024
+    assert stats.table_sizes["servers_server"] == scalar("SELECT pg_total_relation_size('servers_server')")
+    assert stats.connection_info["server_connections"] >= 1
+    ratio = stats.performance_metrics["cache_hit_ratio"]
+    assert ratio is None or 0 <= ratio <= 1
+
+
+@pytest.mark.engines("mysql")
+def test_mariadb_figures(db):
+    populate()
+    stats = collect_stats()
+    expected = scalar(
+        "SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = DATABASE()"
+    )
+    assert stats.database_size["total_bytes"] == expected
+    assert stats.table_sizes["servers_server"] == scalar(
+        "SELECT data_length + index_length FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = 'servers_server'"
+    )
+    assert stats.connection_info["server_connections"] >= 1
+
+
+def test_command_json_and_text(db):
+    populate()
+    out = StringIO()
+    call_command("dbstats", "--json", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["table_counts"] == {"users": 2, "servers": 7, "configurations": 1}
+    assert data["database"] == "default"
+    out = StringIO()
+    call_command("dbstats", stdout=out)
+    assert "users 2, servers 7, configurations 1" in out.getvalue()
+
+
+def test_command_prometheus(db):
+    populate()
+    out = StringIO()
+    call_command("dbstats", "--format", "prometheus", stdout=out)
+    text = out.getvalue()
+    assert text.endswith("\n")
+    assert re.search(r'^mcmanager_table_rows\{database="default",engine="[^"]+",table="servers"\} 7$', text, re.M)
+    # Every sample line is "name{labels} number", as the textfile collector wants.
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            assert re.fullmatch(r"mcmanager_[a-z_]+\{[^}]*\} -?[0-9.e+-]+", line), line
+    assert "# TYPE mcmanager_database_size_bytes gauge" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_unreachable(manage_py):
+    done = manage_py("dbstats", env={"DATABASE_URL": "postgres://u:hunter2@127.0.0.1:1/x"})
+    assert done.returncode == 2
+    assert "cannot reach" in done.stderr and "hunter2" not in done.stderr
+    assert "Traceback" not in done.stderr
