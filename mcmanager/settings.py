@@ -201,9 +201,8 @@ MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 # The health check warns when the backup directory's disk has less free space than this.
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
 
-# django-dbbackup: we use its connectors; its storage points at our backup dir.
-DBBACKUP_STORAGE = "django.core.files.storage.FileSystemStorage"
-DBBACKUP_STORAGE_OPTIONS = {"location": str(MCMANAGER_BACKUP_DIR)}
+# django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
+# backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
