@@ -1,6 +1,10 @@
 """MariaDB: everything vendor-specific about it."""
 
+import os
+from contextlib import contextmanager
+
 from .base import Engine
+from .dumpscan import MariaDBDumpScanner, first_line
 
 
 class MySQLEngine(Engine):
@@ -10,7 +14,245 @@ class MySQLEngine(Engine):
 
     # --- identity ---------------------------------------------------------
 
+    def server_version(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            return cursor.fetchone()[0]
+
     # --- backup -----------------------------------------------------------
+
+    # The dump: `mariadb-dump --single-transaction` of this one database, naming no
+    # database (no CREATE DATABASE, no USE) so it loads into any database. django-dbbackup's
+    # MysqlDumpConnector is not used: it puts the password on the command line (visible
+    # in `ps`), buffers the whole dump in a spooled file, and has no --single-transaction.
+    # The password goes through MYSQL_PWD, never argv.
+
+    def _client_command(self, tool: str, database: str | None = None) -> tuple[list[str], dict]:
+        import shutil
+
+        s = self.settings_dict
+        fallback = tool.replace("mariadb-dump", "mysqldump").replace("mariadb", "mysql")
+        binary = shutil.which(tool) or shutil.which(fallback)
+        args = [binary or tool]
+        host = s.get("HOST") or ""
+        if host.startswith("/"):
+            args.append(f"--socket={host}")
+        elif host:
+            args.append(f"--host={host}")
+        if s.get("PORT"):
+            args.append(f"--port={s['PORT']}")
+        if s.get("USER"):
+            args.append(f"--user={s['USER']}")
+        env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
+        if s.get("PASSWORD"):
+            env["MYSQL_PWD"] = str(s["PASSWORD"])
+        return args, env
+
+    def _mysqldb_connect(self, database: str | None = None):
+        import MySQLdb
+
+        s = self.settings_dict
+        kwargs = {"user": s.get("USER") or "", "passwd": s.get("PASSWORD") or "", "charset": "utf8mb4"}
+        host = s.get("HOST") or ""
+        if host.startswith("/"):
+            kwargs["unix_socket"] = host
+        else:
+            kwargs["host"] = host or "localhost"
+            if s.get("PORT"):
+                kwargs["port"] = int(s["PORT"])
+        kwargs["db"] = database or s["NAME"]
+        kwargs["connect_timeout"] = 10
+        return MySQLdb.connect(**kwargs)
+
+    @staticmethod
+    def _base_tables(cursor) -> list[str]:
+        cursor.execute("SHOW FULL TABLES WHERE Table_type = 'BASE TABLE'")
+        return sorted(r[0] for r in cursor.fetchall())
+
+    @classmethod
+    def _table_counts(cls, cursor, tables) -> tuple[dict[str, int], dict[str, list[str]]]:
+        counts = {}
+        for table in tables:
+            cursor.execute(f"SELECT COUNT(*) FROM `{table}`")
+            counts[table] = int(cursor.fetchone()[0])
+        migrations: dict[str, list[str]] = {}
+        if "django_migrations" in counts:
+            cursor.execute("SELECT app, name FROM django_migrations ORDER BY id")
+            for app, name in cursor.fetchall():
+                migrations.setdefault(app, []).append(name)
+        return counts, migrations
+
+    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
+        """mariadb-dump of this database into ``out``, with row counts of the very same snapshot.
+
+        mariadb-dump cannot share its snapshot, so the counts are taken under LOCK TABLES
+        ... READ, held until mariadb-dump has started its consistent-snapshot transaction
+        (its first table in the stream): writers wait for those milliseconds, and the
+        manifest's counts are exactly the dump's.
+        """
+        import subprocess
+        import tempfile
+
+        import MySQLdb
+
+        from ..errors import BackupFailed, DatabaseUnreachable
+        from ..streams import CHUNK, Check, DumpOutcome, expected_tables_check
+
+        try:
+            conn = self._mysqldb_connect()
+        except MySQLdb.Error as exc:
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable: {exc.args[-1]}") from exc
+        outcome = DumpOutcome()
+        locked = False
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SET SESSION lock_wait_timeout = 60")
+            tables = self._base_tables(cursor)
+            if tables:
+                cursor.execute("LOCK TABLES " + ", ".join(f"`{t}` READ" for t in tables))
+                locked = True
+            outcome.row_counts, outcome.migrations = self._table_counts(cursor, tables)
+            cmd, env = self._client_command("mariadb-dump")
+            cmd += [
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--no-create-db",
+                "--no-tablespaces",
+                "--hex-blob",
+                "--default-character-set=utf8mb4",
+                self.settings_dict["NAME"],
+            ]
+            outcome.tool = subprocess.run([cmd[0], "--version"], capture_output=True, text=True).stdout.strip()
+            scanner = MariaDBDumpScanner()
+            with tempfile.TemporaryFile() as err:
+                dump = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+                try:
+                    while chunk := dump.stdout.read1(CHUNK):
+                        out.write(chunk)
+                        scanner.feed(chunk)
+                        if locked and scanner.started:
+                            cursor.execute("UNLOCK TABLES")
+                            locked = False
+                except BaseException:
+                    dump.kill()  # a full disk or a signal: do not wait on a full pipe
+                    raise
+                finally:
+                    rc = dump.wait()
+                if rc != 0:
+                    raise BackupFailed(f"mariadb-dump failed: {first_line(err)}")
+            outcome.checks.append(
+                Check(
+                    "dump_completed",
+                    scanner.completed,
+                    "the dump ends with its completion trailer" if scanner.completed else "the dump is truncated",
+                )
+            )
+            outcome.checks.append(expected_tables_check(expected_tables, scanner.tables))
+            # Every base table of the database, not only Django's, must be in the dump.
+            every = expected_tables_check(tables, scanner.tables)
+            every.name = "all_tables"
+            outcome.checks.append(every)
+        finally:
+            if locked:
+                try:
+                    cursor.execute("UNLOCK TABLES")
+                except MySQLdb.Error:
+                    pass
+            conn.close()
+        return outcome
+
+    def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
+        """Checks of a dump read from ``stream`` (uncompressed). Returns (checks, row counts or None).
+
+        quick: the dump is complete (trailer) and creates the manifest's tables; full: it
+        is loaded into a scratch database and its tables counted there.
+        """
+        from ..streams import CHUNK, Check, expected_tables_check
+
+        if level == "full":
+            with self.load_into_scratch(stream) as scratch:
+                return scratch.checks, scratch.row_counts
+        scanner = MariaDBDumpScanner()
+        while chunk := stream.read(CHUNK):
+            scanner.feed(chunk)
+        checks = [
+            Check(
+                "dump_completed",
+                scanner.completed,
+                "the dump ends with its completion trailer" if scanner.completed else "the dump is truncated",
+            )
+        ]
+        if manifest is not None:
+            checks.append(expected_tables_check(manifest.row_counts, scanner.tables))
+        return checks, None
+
+    @contextmanager
+    def load_into_scratch(self, source, workdir=None, level: str = "full"):
+        """Load the dump (a path or an uncompressed stream) into a new, uniquely-named database.
+
+        Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
+        database is dropped on exit.
+        """
+        import subprocess
+        import tempfile
+
+        from ..errors import VerificationFailed
+        from ..streams import CHUNK, Check, ScratchDatabase, unique_suffix
+
+        name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
+        conn = self._mysqldb_connect()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME = DATABASE()"
+            )
+            charset, collation = cursor.fetchone()
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset} COLLATE {collation}")
+            try:
+                cmd, env = self._client_command("mariadb")
+                cmd += ["--batch", "--default-character-set=utf8mb4", name]
+                opened = None
+                if isinstance(source, str | os.PathLike):
+                    source = opened = open(source, "rb")  # noqa: SIM115 (closed below)
+                try:
+                    with tempfile.TemporaryFile() as err:
+                        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
+                        try:
+                            while chunk := source.read(CHUNK):
+                                proc.stdin.write(chunk)
+                        except BrokenPipeError:
+                            pass
+                        finally:
+                            try:
+                                proc.stdin.close()
+                            except BrokenPipeError:
+                                pass
+                            rc = proc.wait()
+                        if rc != 0:
+                            raise VerificationFailed(f"the dump does not load: {first_line(err)}")
+                finally:
+                    if opened is not None:
+                        opened.close()
+                cursor.execute(f"USE `{name}`")
+                counts, _ = self._table_counts(cursor, self._base_tables(cursor))
+                yield ScratchDatabase(
+                    name=name, row_counts=counts, checks=[Check("restore", True, "loaded into a scratch database")]
+                )
+            finally:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()
+
+    def count_rows(self) -> dict[str, int]:
+        """COUNT(*) of every base table of the live database."""
+        conn = self._mysqldb_connect()
+        try:
+            cursor = conn.cursor()
+            return self._table_counts(cursor, self._base_tables(cursor))[0]
+        finally:
+            conn.close()
 
     # --- restore ----------------------------------------------------------
 

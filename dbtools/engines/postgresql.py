@@ -1,6 +1,10 @@
 """PostgreSQL: everything vendor-specific about it."""
 
+import os
+from contextlib import contextmanager
+
 from .base import Engine
+from .dumpscan import CopyCounter, first_line
 
 
 class PostgreSQLEngine(Engine):
@@ -10,7 +14,266 @@ class PostgreSQLEngine(Engine):
 
     # --- identity ---------------------------------------------------------
 
+    def server_version(self) -> str:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            return cursor.fetchone()[0]
+
     # --- backup -----------------------------------------------------------
+
+    # The dump: `pg_dump --format=custom --compress=0`, streamed through zstd by the caller
+    # (pg_dump's own gzip is most of its time). The command line and PGPASSWORD come from
+    # django-dbbackup's PgDumpBinaryConnector settings parser; its create_dump() is not
+    # used because it buffers the whole dump in a spooled temp file and cannot share a
+    # snapshot, and we stream, check and count while dumping.
+
+    def _pg_command(self, tool: str, dbname: str | None = None) -> tuple[list[str], dict]:
+        """``tool`` with the connection arguments; the password only in the environment (PGPASSWORD)."""
+        import shlex
+
+        from dbbackup.db.postgresql import PgDumpBinaryConnector, parse_postgres_settings
+
+        connector = PgDumpBinaryConnector(self.alias)
+        if dbname is not None:
+            connector.settings["NAME"] = dbname
+        cmd_part, env = parse_postgres_settings(connector)
+        full_env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        full_env.update({k: str(v) for k, v in env.items()})
+        return [tool, *shlex.split(cmd_part)], full_env
+
+    def _psycopg_connect(self, dbname: str | None = None, **kwargs):
+        import psycopg
+
+        s = self.settings_dict
+        return psycopg.connect(
+            host=s.get("HOST") or None,
+            port=s.get("PORT") or None,
+            user=s.get("USER") or None,
+            password=s.get("PASSWORD") or None,
+            dbname=dbname or s["NAME"],
+            connect_timeout=10,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _snapshot_counts(conn) -> tuple[dict[str, int], dict[str, list[str]]]:
+        from psycopg import sql
+
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+            )
+        ]
+        counts = {}
+        for table in tables:
+            counts[table] = conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+        migrations: dict[str, list[str]] = {}
+        if "django_migrations" in counts:
+            for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
+                migrations.setdefault(app, []).append(name)
+        return counts, migrations
+
+    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
+        """pg_dump into ``out`` while pg_restore parses the same bytes and the rows are counted.
+
+        Row counts and migrations are read in a REPEATABLE READ transaction whose snapshot
+        pg_dump imports (--snapshot), so the manifest describes exactly what is in the
+        archive. pg_restore turns the archive back into SQL as it arrives; counting the
+        COPY lines proves that the whole archive parses and holds every row.
+        """
+        import subprocess
+        import tempfile
+        import threading
+
+        import psycopg
+
+        from ..errors import BackupFailed, DatabaseUnreachable
+        from ..streams import CHUNK, Check, DumpOutcome, compare_row_counts, expected_tables_check
+
+        try:
+            snap_conn = self._psycopg_connect()
+        except psycopg.Error as exc:
+            raise DatabaseUnreachable(
+                f"database '{self.alias}' is unreachable: {str(exc).strip().splitlines()[0]}"
+            ) from exc
+        outcome = DumpOutcome()
+        try:
+            snap_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = snap_conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            dump_cmd, env = self._pg_command("pg_dump")
+            dump_cmd += ["--format=custom", "--compress=0", f"--snapshot={snapshot}"]
+            parse_cmd = ["pg_restore", "--file=-"]  # no --dbname: the SQL script, to stdout
+            outcome.tool = subprocess.run(["pg_dump", "--version"], capture_output=True, text=True).stdout.strip()
+            with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as parse_err:
+                dump = subprocess.Popen(dump_cmd, stdout=subprocess.PIPE, stderr=dump_err, env=env)
+                parse = subprocess.Popen(
+                    parse_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=parse_err, env=env
+                )
+                counter = CopyCounter()
+                result: dict = {}
+
+                def scan() -> None:
+                    try:
+                        while chunk := parse.stdout.read(CHUNK):
+                            counter.feed(chunk)
+                    except BaseException as exc:
+                        result["scan_error"] = exc
+
+                def count() -> None:
+                    try:
+                        result["counts"], result["migrations"] = self._snapshot_counts(snap_conn)
+                    except BaseException as exc:
+                        result["count_error"] = exc
+
+                threads = [threading.Thread(target=scan), threading.Thread(target=count)]
+                for t in threads:
+                    t.start()
+                parse_alive = True
+                try:
+                    while chunk := dump.stdout.read(CHUNK):
+                        out.write(chunk)
+                        if parse_alive:
+                            try:
+                                parse.stdin.write(chunk)
+                            except BrokenPipeError:
+                                parse_alive = False  # its exit status says why
+                except BaseException:
+                    # A full disk or a signal: stop the tools instead of waiting on full pipes.
+                    dump.kill()
+                    parse.kill()
+                    raise
+                finally:
+                    if parse_alive:
+                        try:
+                            parse.stdin.close()
+                        except BrokenPipeError:
+                            pass
+                    dump_rc = dump.wait()
+                    parse_rc = parse.wait()
+                    for t in threads:
+                        t.join()
+                if dump_rc != 0:
+                    raise BackupFailed(f"pg_dump failed: {first_line(dump_err)}")
+                if "count_error" in result:
+                    raise BackupFailed(f"could not count rows in the snapshot: {result['count_error']}")
+                outcome.row_counts = result["counts"]
+                outcome.migrations = result["migrations"]
+                parse_ok = parse_rc == 0 and "scan_error" not in result
+                outcome.checks.append(
+                    Check(
+                        "archive_parses",
+                        parse_ok,
+                        "pg_restore read the whole archive"
+                        if parse_ok
+                        else f"pg_restore failed: {first_line(parse_err) or result.get('scan_error')}",
+                    )
+                )
+                outcome.checks.append(expected_tables_check(expected_tables, counter.counts))
+                outcome.checks.append(compare_row_counts(outcome.row_counts, counter.counts))
+        finally:
+            snap_conn.close()
+        return outcome
+
+    def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
+        """Checks of an archive read from ``stream`` (uncompressed). Returns (checks, row counts).
+
+        quick: pg_restore parses the whole archive and its COPY rows are counted; full: the
+        archive is restored into a scratch database and its tables counted there.
+        """
+        import subprocess
+        import tempfile
+        import threading
+
+        from ..streams import CHUNK, Check
+
+        if level == "full":
+            with self.load_into_scratch(stream) as scratch:
+                return scratch.checks, scratch.row_counts
+        with tempfile.TemporaryFile() as err:
+            parse = subprocess.Popen(
+                ["pg_restore", "--file=-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+            )
+            counter = CopyCounter()
+
+            def scan() -> None:
+                while chunk := parse.stdout.read(CHUNK):
+                    counter.feed(chunk)
+
+            scanner = threading.Thread(target=scan)
+            scanner.start()
+            try:
+                while chunk := stream.read(CHUNK):
+                    parse.stdin.write(chunk)
+            except BrokenPipeError:
+                pass
+            finally:
+                try:
+                    parse.stdin.close()
+                except BrokenPipeError:
+                    pass
+                rc = parse.wait()
+                scanner.join()
+            ok = rc == 0
+            check = Check(
+                "archive_parses",
+                ok,
+                "pg_restore read the whole archive" if ok else f"pg_restore failed: {first_line(err)}",
+            )
+        return [check], counter.counts if ok else {}
+
+    @contextmanager
+    def load_into_scratch(self, source, workdir=None, level: str = "full"):
+        """Restore the archive (a path or an uncompressed stream) into a new, uniquely-named database.
+
+        Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
+        database is dropped on exit (if it still exists: a restore may have renamed it).
+        """
+        import subprocess
+        import tempfile
+
+        from psycopg import sql
+
+        from ..errors import VerificationFailed
+        from ..streams import CHUNK, Check, ScratchDatabase, unique_suffix
+
+        name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
+        with self._maintenance_connection() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            cmd, env = self._pg_command("pg_restore", dbname=name)
+            cmd += ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
+            with tempfile.TemporaryFile() as err:
+                if isinstance(source, str | os.PathLike):
+                    rc = subprocess.run([*cmd, str(source)], stderr=err, env=env).returncode
+                else:
+                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
+                    try:
+                        while chunk := source.read(CHUNK):
+                            proc.stdin.write(chunk)
+                    except BrokenPipeError:
+                        pass
+                    finally:
+                        try:
+                            proc.stdin.close()
+                        except BrokenPipeError:
+                            pass
+                        rc = proc.wait()
+                if rc != 0:
+                    raise VerificationFailed(f"the archive does not restore: {first_line(err)}")
+            with self._psycopg_connect(name) as conn:
+                counts, _ = self._snapshot_counts(conn)
+            yield ScratchDatabase(
+                name=name, row_counts=counts, checks=[Check("restore", True, "pg_restore into a scratch database")]
+            )
+        finally:
+            with self._maintenance_connection() as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def count_rows(self) -> dict[str, int]:
+        """COUNT(*) of every table of the live database (current schema)."""
+        with self._psycopg_connect() as conn:
+            return self._snapshot_counts(conn)[0]
 
     # --- restore ----------------------------------------------------------
 

@@ -1,0 +1,595 @@
+"""Backups you can trust: create, verify, list (and, through dbtools.retention, prune).
+
+A backup is written under a dot-prefixed temporary name in the backup directory, checked
+while it is written (the engine overlaps the dump, the checks, the compression and the
+sha256), fsynced, and only then given its final name ``db_backup_YYYYMMDD_HHMMSS.<ext>``
+beside its manifest. A run killed at any point leaves no file under a final name; its
+leftovers are removed by the next run.
+"""
+
+import errno
+import os
+import re
+import sqlite3
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from .engines import get_engine
+from .errors import BackupFailed, CouldNotRun, DatabaseUnreachable, VerificationFailed
+from .locks import database_lock
+from .manifest import (
+    FORMAT_VERSION,
+    MANIFEST_SUFFIX,
+    BackupManifest,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
+from .oplog import os_user, record_operation
+from .retention import PruneResult, RetentionPolicy, prune_backups
+from .streams import (
+    COMPRESSION_SUFFIX,
+    Check,
+    HashingFile,
+    HashingReader,
+    compare_row_counts,
+    compressing_writer,
+    decompressing_reader,
+    detect_compression,
+    fsync_directory,
+    unique_suffix,
+)
+
+__all__ = [
+    "BackupInfo",
+    "BackupManifest",
+    "BackupResult",
+    "PruneResult",
+    "RetentionPolicy",
+    "VerificationResult",
+    "count_rows",
+    "create_backup",
+    "list_backups",
+    "open_dump",
+    "prune_backups",
+    "read_manifest",
+    "verify_backup",
+]
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+VERIFY_LEVELS = ("quick", "full")
+NAME_RE = re.compile(r"^db_backup_(\d{8})_(\d{6})(?:_(\d+))?\.([A-Za-z0-9.]+)$")
+LEFTOVER_RE = re.compile(r"^\.(?:db_backup|db_scratch)_(\d+)_[0-9a-f]+\.")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@dataclass
+class VerificationResult:
+    """The verdict on one backup file: every check, and the first failure as the reason."""
+
+    ok: bool
+    level: str
+    checks: list[Check] = field(default_factory=list)
+    reason: str = ""
+    path: str = ""
+    at: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "level": self.level,
+            "reason": self.reason,
+            "path": self.path,
+            "at": self.at,
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+@dataclass
+class BackupResult:
+    """A new backup: where it is, its manifest, its verification, and what retention pruned."""
+
+    path: Path
+    manifest: BackupManifest
+    verification: VerificationResult
+    duration: float
+    pruned: PruneResult | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "duration_seconds": round(self.duration, 3),
+            "manifest": self.manifest.as_dict(),
+            "verification": self.verification.as_dict(),
+            "pruned": self.pruned.as_dict() if self.pruned else None,
+        }
+
+
+@dataclass
+class BackupInfo:
+    """One file in the backup directory, as ``--list`` shows it."""
+
+    path: Path
+    name: str
+    created_at: datetime
+    size: int
+    engine: str = ""
+    reason: str = ""
+    verified: bool | None = None
+    verification_level: str = ""
+    manifest: BackupManifest | None = None
+    problem: str | None = None
+    schema: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "created_at": self.created_at.isoformat(),
+            "size": self.size,
+            "engine": self.engine,
+            "reason": self.reason,
+            "verified": self.verified,
+            "verification_level": self.verification_level,
+            "schema": self.schema,
+            "problem": self.problem,
+            "database_alias": self.manifest.database_alias if self.manifest else None,
+            "sha256": self.manifest.sha256 if self.manifest else None,
+        }
+
+
+def backup_directory(output_dir=None) -> Path:
+    return Path(output_dir or settings.MCMANAGER_BACKUP_DIR)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _secret_free(text: str, database: str) -> str:
+    password = connections[database].settings_dict.get("PASSWORD")
+    return text.replace(str(password), "***") if password else text
+
+
+def _prepare_directory(directory: Path) -> None:
+    """Create the directory 0700 and prove it writable, or say why not in one line (exit 2)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = directory / f".db_backup_{unique_suffix()}.probe"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        probe.unlink()
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise BackupFailed(f"backup directory {directory} is full: {exc.strerror}") from None
+        raise CouldNotRun(f"backup directory {directory} is not writable: {exc.strerror}") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(directory: Path) -> list[str]:
+    """Remove temporary files of runs that died (their pid is gone) and orphan name reservations."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    names = {e.name for e in entries}
+    for entry in entries:
+        match = LEFTOVER_RE.match(entry.name)
+        if match and not _pid_alive(int(match.group(1))):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(entry.name)
+        elif (
+            entry.name.endswith(MANIFEST_SUFFIX)
+            and NAME_RE.match(entry.name[: -len(MANIFEST_SUFFIX)])
+            and entry.name[: -len(MANIFEST_SUFFIX)] not in names
+            and entry.stat().st_size == 0
+            and time.time() - entry.stat().st_mtime > 60
+        ):
+            # A name reserved by a run killed before it linked its backup file.
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _reserve_name(directory: Path, when: datetime, ext: str) -> Path:
+    """A final name no other backup has, reserved by creating its manifest file exclusively."""
+    stem = f"db_backup_{when:%Y%m%d_%H%M%S}"
+    for n in range(1, 1000):
+        name = f"{stem}.{ext}" if n == 1 else f"{stem}_{n}.{ext}"
+        path = directory / name
+        if path.exists():
+            continue
+        try:
+            os.close(os.open(manifest_path(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return path
+    raise BackupFailed(f"no free backup name for {stem} in {directory}")
+
+
+def expected_tables(database: str) -> list[str]:
+    """The tables of Django's models that exist in the live database: every dump must hold them."""
+    connection = connections[database]
+    with connection.cursor() as cursor:
+        existing = set(connection.introspection.table_names(cursor))
+    tables = set(connection.introspection.django_table_names(only_existing=False)) & existing
+    if "django_migrations" in existing:
+        tables.add("django_migrations")
+    return sorted(tables)
+
+
+def _check_reachable(database: str) -> None:
+    try:
+        connections[database].ensure_connection()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise DatabaseUnreachable(
+            f"database '{database}' is unreachable ({get_engine(database).describe()}): {_secret_free(first, database)}"
+        ) from None
+
+
+def create_backup(
+    *,
+    database: str = DEFAULT_DB_ALIAS,
+    output_dir=None,
+    compress: str | None = None,
+    verify: str = "quick",
+    reason: str = "manual",
+    actor: str | None = None,
+    take_lock: bool = True,
+    retention: RetentionPolicy | None = None,
+) -> BackupResult:
+    """Write a verified backup of ``database`` into the backup directory and return where it is.
+
+    Raises CouldNotRun (bad arguments, unwritable directory), DatabaseUnreachable,
+    LockHeld, BackupFailed (the dump failed, the disk is full) or VerificationFailed (the
+    new backup failed its checks; it is not kept). ``take_lock=False`` is for callers that
+    already hold the database lock (restore's safety backup). ``retention`` (default: the
+    MCMANAGER_KEEP_* settings) is applied after a successful backup.
+    """
+    compression = compress or settings.MCMANAGER_BACKUP_COMPRESSION
+    if compression not in COMPRESSIONS:
+        raise CouldNotRun(f"unknown compression {compression!r}: use one of {', '.join(COMPRESSIONS)}")
+    if verify not in VERIFY_LEVELS:
+        raise CouldNotRun(f"unknown verification level {verify!r}: use quick or full")
+    if database not in connections:
+        raise CouldNotRun(f"no database '{database}' in DATABASES")
+    directory = backup_directory(output_dir)
+    _check_reachable(database)  # before the log: an unreachable database cannot log anything
+    started = time.monotonic()
+    with record_operation("backup", database=database, actor=actor) as record:
+        record.details["reason"] = reason
+        _prepare_directory(directory)
+        lock = database_lock(database, "backup") if take_lock else nullcontext()
+        with lock:
+            clean_leftovers(directory)
+            path, manifest, verification = _write_backup(
+                database, directory, compression, verify, reason, actor or os_user(), started
+            )
+        record.file = str(path)
+        record.checksum = manifest.sha256
+        record.details.update(size=manifest.size, verification=verify, compression=compression)
+        record.message = f"{path.name}: {manifest.size} bytes, {sum(manifest.row_counts.values())} rows"
+    pruned = None
+    policy = retention if retention is not None else RetentionPolicy.from_settings()
+    if not policy.is_empty:
+        pruned = prune_backups(policy, directory)
+    return BackupResult(
+        path=path, manifest=manifest, verification=verification, duration=time.monotonic() - started, pruned=pruned
+    )
+
+
+def _write_backup(database, directory, compression, verify, reason, actor, started):
+    engine = get_engine(database)
+    when = _now()
+    ext = engine.dump_extension + COMPRESSION_SUFFIX[compression]
+    tmp = directory / f".db_backup_{unique_suffix()}.{ext}.partial"
+    final = None
+    linked = False
+    try:
+        tables = expected_tables(database)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            sink = HashingFile(raw)
+            writer = compressing_writer(sink, compression)
+            outcome = engine.write_dump(writer, directory, level=verify, expected_tables=tables)
+            writer.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        checks = list(outcome.checks)
+        manifest = BackupManifest(
+            format_version=FORMAT_VERSION,
+            engine=engine.vendor,
+            server_version=engine.server_version(),
+            database_alias=database,
+            database_name=Path(engine.settings_dict["NAME"]).name
+            if engine.vendor == "sqlite"
+            else engine.settings_dict["NAME"],
+            created_at=_iso(when),
+            reason=reason,
+            actor=actor,
+            dump_format=engine.dump_extension,
+            tool=outcome.tool,
+            migrations=outcome.migrations,
+            row_counts=outcome.row_counts,
+            size=sink.size,
+            sha256=sink.sha256.hexdigest(),
+            compression=compression,
+            encryption=None,
+        )
+        if verify == "full" and not outcome.failures:
+            # Restore the file just written into a scratch database: the proof that it loads.
+            checks += _deep_checks_with_hash(tmp, manifest, engine, verify)
+        failures = [c for c in checks if not c.ok]
+        verification = VerificationResult(
+            ok=not failures,
+            level=verify,
+            checks=checks,
+            reason=f"{failures[0].name}: {failures[0].detail}" if failures else "",
+            at=_iso(_now()),
+        )
+        if failures:
+            raise VerificationFailed(f"the new backup failed verification ({verification.reason}); it was not kept")
+        manifest.verification = {
+            "level": verify,
+            "ok": True,
+            "at": verification.at,
+            "checks": [c.as_dict() for c in checks],
+        }
+        manifest.duration_ms = int((time.monotonic() - started) * 1000)
+        final = _reserve_name(directory, when, ext)
+        manifest.file = final.name
+        write_manifest(final, manifest)
+        os.link(tmp, final)  # never replaces: a name taken meanwhile fails instead
+        linked = True
+        tmp.unlink()
+        fsync_directory(directory)
+        verification.path = str(final)
+        return final, manifest, verification
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise BackupFailed(
+                f"backup directory {directory} is full ({exc.strerror}); no backup was written"
+            ) from None
+        raise BackupFailed(f"could not write the backup in {directory}: {exc.strerror or exc}") from None
+    except sqlite3.OperationalError as exc:
+        if "full" in str(exc):
+            raise BackupFailed(f"backup directory {directory} is full ({exc}); no backup was written") from None
+        raise BackupFailed(f"SQLite could not copy the database: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        if final is not None and not linked:
+            manifest_path(final).unlink(missing_ok=True)
+
+
+def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) -> VerificationResult:
+    """Check a backup file against its manifest: checksum and structure; ``full`` also loads it.
+
+    The file is read once: hashed as it is decompressed into the engine's checks. The
+    result is written into the manifest's ``verification``, so --list and retention see it.
+    """
+    if level not in VERIFY_LEVELS:
+        raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
+    path = Path(path)
+    checks: list[Check] = []
+    try:
+        manifest = read_manifest(path)
+    except VerificationFailed as exc:
+        return VerificationResult(
+            ok=False, level=level, checks=[Check("manifest", False, str(exc))], reason=str(exc), path=str(path)
+        )
+    engine = get_engine(database)
+    if manifest.engine != engine.vendor:
+        checks.append(Check("engine", False, f"a {manifest.engine} backup; database '{database}' is {engine.vendor}"))
+    elif not path.exists():
+        checks.append(Check("file", False, f"{path} does not exist"))
+    else:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if detect_compression(head) != manifest.compression and manifest.compression != "none":
+            checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
+        else:
+            deep = _deep_checks_with_hash(path, manifest, engine, level)
+            checks += deep
+    failures = [c for c in checks if not c.ok]
+    result = VerificationResult(
+        ok=not failures,
+        level=level,
+        checks=checks,
+        reason=f"{failures[0].name}: {failures[0].detail}" if failures else "",
+        path=str(path),
+        at=_iso(_now()),
+    )
+    if manifest.engine == engine.vendor and path.exists():
+        manifest.verification = {
+            "level": level,
+            "ok": result.ok,
+            "at": result.at,
+            "checks": [c.as_dict() for c in checks],
+        }
+        try:
+            write_manifest(path, manifest)
+        except OSError:
+            pass  # a read-only backup directory: the verdict is still returned
+    return result
+
+
+def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: str) -> list[Check]:
+    import zstandard
+
+    with open(path, "rb") as f:
+        reader = HashingReader(f)
+        counts = None
+        found: list[Check] = []
+        try:
+            stream = decompressing_reader(reader, manifest.compression)
+            found, counts = engine.check_dump(stream, level=level, manifest=manifest, workdir=path.parent)
+        except (zstandard.ZstdError, OSError, EOFError) as exc:
+            found = [Check("decompress", False, f"the file does not decompress: {exc}")]
+        except VerificationFailed as exc:
+            found = [Check("restore", False, str(exc))]
+        try:
+            reader.drain()  # the hash covers the whole file, trailing bytes included
+        except OSError:
+            pass
+    digest = reader.sha256.hexdigest()
+    checks = [
+        Check(
+            "checksum",
+            digest == manifest.sha256 and reader.size == manifest.size,
+            f"sha256 {digest[:16]}..., {reader.size} bytes"
+            + ("" if digest == manifest.sha256 else f" (manifest: {manifest.sha256[:16]}..., {manifest.size} bytes)"),
+        )
+    ]
+    checks += found
+    if counts is not None and all(c.ok for c in found):
+        checks.append(compare_row_counts(manifest.row_counts, counts))
+    return checks
+
+
+class _DumpStream:
+    """The uncompressed dump of a backup file; closing it closes the file."""
+
+    def __init__(self, path: Path, compression: str) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._stream = decompressing_reader(self._file, compression)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._stream.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self._stream is not self._file:
+            self._stream.close()
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_dump(path) -> _DumpStream:
+    """A binary stream of the uncompressed dump (zstd/gzip/none, by the manifest or the magic bytes)."""
+    path = Path(path)
+    try:
+        compression = read_manifest(path).compression
+    except VerificationFailed:
+        with open(path, "rb") as f:
+            compression = detect_compression(f.read(4))
+    return _DumpStream(path, compression)
+
+
+def count_rows(database: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+    """Row count per table of the live database."""
+    return get_engine(database).count_rows()
+
+
+def _schema_state(manifest: BackupManifest, graph_nodes) -> str:
+    if graph_nodes is None:
+        return ""
+    applied = {(app, name) for app, names in manifest.migrations.items() for name in names}
+    unknown = applied - graph_nodes
+    if unknown:
+        return f"newer than the code ({len(unknown)} unknown migrations)"
+    missing = graph_nodes - applied
+    if missing:
+        return f"older than the code ({len(missing)} migrations to apply)"
+    return "current"
+
+
+def _code_migrations():
+    try:
+        from django.db.migrations.loader import MigrationLoader
+
+        return set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+    except Exception:
+        return None
+
+
+def list_backups(directory=None) -> list[BackupInfo]:
+    """Everything in the backup directory, newest first; files that are not our backups say so."""
+    directory = backup_directory(directory)
+    try:
+        entries = [e for e in os.scandir(directory) if e.is_file() and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+    names = {e.name for e in entries}
+    nodes = _code_migrations()
+    infos = []
+    for entry in entries:
+        name = entry.name
+        if name.endswith(MANIFEST_SUFFIX) and name[: -len(MANIFEST_SUFFIX)] in names:
+            continue  # a manifest, shown with its backup
+        stat = entry.stat()
+        mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
+        match = NAME_RE.match(name)
+        if match is None or name.endswith(MANIFEST_SUFFIX):
+            if name.endswith(MANIFEST_SUFFIX) and match is not None and stat.st_size == 0:
+                continue  # a name reserved by a running (or killed) backup
+            infos.append(
+                BackupInfo(
+                    path=Path(entry.path),
+                    name=name,
+                    created_at=mtime,
+                    size=stat.st_size,
+                    problem="not a backup made by mcmanager",
+                )
+            )
+            continue
+        created = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+        info = BackupInfo(path=Path(entry.path), name=name, created_at=created, size=stat.st_size)
+        try:
+            manifest = read_manifest(entry.path)
+        except VerificationFailed as exc:
+            info.problem = str(exc)
+            infos.append(info)
+            continue
+        info.manifest = manifest
+        try:
+            info.created_at = manifest.created
+        except ValueError:
+            pass
+        info.engine = manifest.engine
+        info.reason = manifest.reason
+        info.verified = manifest.verified
+        info.verification_level = manifest.verification.get("level", "")
+        info.schema = _schema_state(manifest, nodes)
+        if manifest.size != stat.st_size:
+            info.problem = f"size {stat.st_size} differs from the manifest's {manifest.size}"
+            info.verified = False
+        infos.append(info)
+    infos.sort(key=lambda i: (i.created_at, i.name), reverse=True)
+    return infos
+
+
+def latest_verified_backup(directory=None, engine: str | None = None) -> BackupInfo | None:
+    """The newest verified backup (of ``engine``, if given), or None."""
+    for info in list_backups(directory):
+        if info.verified and not info.problem and (engine is None or info.engine == engine):
+            return info
+    return None

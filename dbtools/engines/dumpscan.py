@@ -1,0 +1,96 @@
+"""Scanners for dump formats: what a dump holds, read as it streams by, at C speed.
+
+Vendor-specific knowledge of dump text (PostgreSQL's pg_restore script, mariadb-dump's
+SQL); used by the engines' backup sections.
+"""
+
+
+def first_line(errfile) -> str:
+    """The first meaningful line a tool wrote to stderr (a temp file)."""
+    errfile.seek(0)
+    for line in errfile.read().decode("utf-8", "replace").splitlines():
+        if line.strip():
+            return line.strip()
+    return "no message"
+
+
+class CopyCounter:
+    """Counts the rows of every ``COPY ... FROM stdin;`` block in a pg_restore SQL script.
+
+    COPY text escapes newlines and backslashes, so a raw newline ends a row and a line
+    that is exactly ``\\.`` ends the block; counting is bytes.count, at C speed.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.table: str | None = None
+        self.tail = b""
+
+    def feed(self, data: bytes) -> None:
+        buf = self.tail + data
+        end = buf.rfind(b"\n") + 1
+        self.tail = buf[end:]
+        pos = 0
+        while pos < end:
+            if self.table is None:
+                i = buf.find(b"COPY ", pos, end)
+                if i < 0:
+                    return
+                eol = buf.find(b"\n", i, end)
+                if i > 0 and buf[i - 1] != 0x0A:
+                    pos = eol + 1
+                    continue
+                line = buf[i:eol]
+                if line.endswith(b"FROM stdin;"):
+                    qualified = line[5:].split(b" (", 1)[0].split(b" ", 1)[0]
+                    table = qualified.rsplit(b".", 1)[-1].strip(b'"').decode("utf-8", "replace")
+                    self.table = table
+                    self.counts[table] = 0
+                pos = eol + 1
+            else:
+                j = pos
+                while True:
+                    k = buf.find(b"\\.\n", j, end)
+                    if k < 0 or k == 0 or buf[k - 1] == 0x0A:
+                        break
+                    j = k + 1
+                if k < 0:
+                    self.counts[self.table] += buf.count(b"\n", pos, end)
+                    return
+                self.counts[self.table] += buf.count(b"\n", pos, k)
+                self.table = None
+                pos = k + 3
+
+
+class MariaDBDumpScanner:
+    """Watches a mariadb-dump stream: the tables it creates, and the completion trailer.
+
+    ``started`` turns true at the first table: mariadb-dump has begun its consistent
+    snapshot transaction before it writes any table.
+    """
+
+    MARK = b"CREATE TABLE `"
+    TRAILER = b"-- Dump completed"
+
+    def __init__(self) -> None:
+        self.tables: list[str] = []
+        self.started = False
+        self.tail = b""
+        self.last = b""
+
+    def feed(self, data: bytes) -> None:
+        buf = self.tail + data
+        pos = 0
+        while (i := buf.find(self.MARK, pos)) >= 0:
+            j = buf.find(b"`", i + len(self.MARK))
+            if j < 0:
+                break
+            self.tables.append(buf[i + len(self.MARK) : j].decode("utf-8", "replace"))
+            self.started = True
+            pos = j + 1
+        self.tail = buf[max(pos, len(buf) - 256) :]
+        self.last = (self.last + data)[-512:]
+
+    @property
+    def completed(self) -> bool:
+        return self.TRAILER in self.last

@@ -1,0 +1,158 @@
+"""``manage.py backup``: create, check, list and prune backups.
+
+Exit 0 success, 1 failure (dump failed, disk full, verification failed), 2 could not run
+(bad usage, unwritable directory, database unreachable, lock held). Quiet with -v 0.
+"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, list_backups, verify_backup
+from dbtools.errors import DbtoolsError
+from dbtools.retention import RetentionPolicy, prune_backups
+
+
+def _count(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise ValueError(value)
+    return n
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class Command(BaseCommand):
+    help = (
+        "Back up the database into the backup directory (verified, atomic, with a manifest); "
+        "or --list, --check FILE, --prune."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")
+        parser.add_argument("-d", "--output-dir", help="Backup directory (default: MCMANAGER_BACKUP_DIR).")
+        parser.add_argument(
+            "--compress", choices=COMPRESSIONS, help="Compression (default: MCMANAGER_BACKUP_COMPRESSION)."
+        )
+        parser.add_argument(
+            "--verify",
+            choices=VERIFY_LEVELS,
+            default="quick",
+            help="quick: checksum and structure; full: also restore into a scratch database and compare row counts.",
+        )
+        parser.add_argument(
+            "--reason", default="manual", help="Recorded in the manifest: manual (default), cron, pre-deploy, ..."
+        )
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--list", action="store_true", help="List the backups, newest first.")
+        mode.add_argument("--check", metavar="FILE", help="Verify an existing backup (at the --verify level).")
+        mode.add_argument("--prune", action="store_true", help="Apply the retention policy without a new backup.")
+        parser.add_argument("--dry-run", action="store_true", help="With --prune: show what would be deleted.")
+        for rule in ("last", "daily", "weekly", "monthly"):
+            parser.add_argument(
+                f"--keep-{rule}",
+                type=_count,
+                metavar="N",
+                help=f"Retention: keep {rule} N verified backups (default: MCMANAGER_KEEP_{rule.upper()}).",
+            )
+
+    def handle(self, *args, **options):
+        if options["dry_run"] and not options["prune"]:
+            raise CommandError("--dry-run goes with --prune", returncode=2)
+        policy = RetentionPolicy.from_settings(
+            keep_last=options["keep_last"],
+            keep_daily=options["keep_daily"],
+            keep_weekly=options["keep_weekly"],
+            keep_monthly=options["keep_monthly"],
+        )
+        try:
+            if options["list"]:
+                return self.show_list(list_backups(options["output_dir"]), options)
+            if options["check"]:
+                result = verify_backup(options["check"], options["verify"], options["database"])
+                return self.show_check(result, options)
+            if options["prune"]:
+                result = prune_backups(policy, options["output_dir"], dry_run=options["dry_run"])
+                return self.show_prune(result, options)
+            result = create_backup(
+                database=options["database"],
+                output_dir=options["output_dir"],
+                compress=options["compress"],
+                verify=options["verify"],
+                reason=options["reason"],
+                retention=policy,
+            )
+        except DbtoolsError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            return
+        if options["verbosity"] >= 1:
+            self.stdout.write(str(result.path))
+        if options["verbosity"] >= 2:
+            m = result.manifest
+            self.stdout.write(
+                f"{_size(m.size)}, {sum(m.row_counts.values())} rows in {len(m.row_counts)} tables, "
+                f"sha256 {m.sha256}, {result.duration:.2f} s"
+            )
+            for check in result.verification.checks:
+                self.stdout.write(f"  ok  {check.name}: {check.detail}")
+        if result.pruned and result.pruned.deleted and options["verbosity"] >= 1:
+            self.stdout.write(f"pruned: {', '.join(result.pruned.deleted)}")
+
+    def show_list(self, infos, options) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps([i.as_dict() for i in infos], indent=2))
+            return
+        if not infos:
+            if options["verbosity"] >= 1:
+                self.stdout.write("No backups.")
+            return
+        for info in infos:
+            if info.problem:
+                status = f"PROBLEM: {info.problem}"
+            elif info.verified:
+                status = f"verified ({info.verification_level})"
+            else:
+                status = "NOT verified"
+            self.stdout.write(
+                f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {_size(info.size):>9}  "
+                f"{info.engine or '-':<10} {info.reason or '-':<12} {status}"
+                + (f"  schema {info.schema}" if info.schema else "")
+            )
+
+    def show_check(self, result, options) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif options["verbosity"] >= 1:
+            for check in result.checks:
+                self.stdout.write(f"  {'ok ' if check.ok else 'BAD'} {check.name}: {check.detail}")
+        if not result.ok:
+            raise CommandError(f"{result.path} failed verification: {result.reason}", returncode=1)
+        if not options["json"] and options["verbosity"] >= 1:
+            self.stdout.write(self.style.SUCCESS(f"{result.path}: verified ({result.level})"))
+
+    def show_prune(self, result, options) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            return
+        if options["verbosity"] < 1:
+            return
+        if result.policy.is_empty:
+            self.stdout.write("No retention policy (--keep-* or MCMANAGER_KEEP_*): nothing deleted.")
+            return
+        verb = "would delete" if result.dry_run else "deleted"
+        for name in result.deleted:
+            self.stdout.write(f"{verb}: {name}")
+        for name, reasons in sorted(result.kept.items(), reverse=True):
+            self.stdout.write(f"keep: {name} ({', '.join(reasons)})")
+        for name, why in sorted(result.ignored.items(), reverse=True):
+            self.stdout.write(f"left alone: {name} ({why})")

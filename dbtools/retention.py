@@ -1,0 +1,132 @@
+"""Retention: which backups a keep-last/daily/weekly/monthly policy keeps, and pruning the rest.
+
+Only verified backups count toward a policy, and only they are ever deleted; the newest
+verified backup of each database is always kept; no policy deletes nothing. A day,
+ISO week or month "counts" when it holds a verified backup; the newest backup of each
+of the N most recent such periods is kept (as restic and borg do).
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+
+
+@dataclass
+class RetentionPolicy:
+    """How many backups to keep; None means the rule is off."""
+
+    keep_last: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+
+    @classmethod
+    def from_settings(cls, **overrides) -> "RetentionPolicy":
+        """The MCMANAGER_KEEP_* settings, each replaced by a non-None override."""
+        values = {
+            "keep_last": settings.MCMANAGER_KEEP_LAST,
+            "keep_daily": settings.MCMANAGER_KEEP_DAILY,
+            "keep_weekly": settings.MCMANAGER_KEEP_WEEKLY,
+            "keep_monthly": settings.MCMANAGER_KEEP_MONTHLY,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def is_empty(self) -> bool:
+        return all(v is None for v in (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly))
+
+    def as_dict(self) -> dict:
+        return {
+            "keep_last": self.keep_last,
+            "keep_daily": self.keep_daily,
+            "keep_weekly": self.keep_weekly,
+            "keep_monthly": self.keep_monthly,
+        }
+
+
+@dataclass
+class PruneResult:
+    """What a prune kept (and why), deleted (or would delete, on a dry run), and left alone."""
+
+    policy: RetentionPolicy
+    dry_run: bool = False
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "policy": self.policy.as_dict(),
+            "dry_run": self.dry_run,
+            "kept": self.kept,
+            "deleted": self.deleted,
+            "ignored": self.ignored,
+        }
+
+
+def select_kept(backups, policy: RetentionPolicy) -> dict[str, list[str]]:
+    """Names of the verified ``backups`` (BackupInfo) the policy keeps, with the rules keeping each.
+
+    ``backups`` must be verified backups of one database; the order does not matter.
+    """
+    ordered = sorted(backups, key=lambda b: (b.created_at, b.name), reverse=True)
+    keep: dict[str, list[str]] = defaultdict(list)
+    if not ordered or policy.is_empty:
+        return {b.name: ["no policy"] for b in ordered}
+    keep[ordered[0].name].append("newest verified")
+    if policy.keep_last:
+        for b in ordered[: policy.keep_last]:
+            keep[b.name].append("last")
+    periods = (
+        (policy.keep_daily, "daily", lambda d: d.date()),
+        (policy.keep_weekly, "weekly", lambda d: d.isocalendar()[:2]),
+        (policy.keep_monthly, "monthly", lambda d: (d.year, d.month)),
+    )
+    for count, label, period_of in periods:
+        if not count:
+            continue
+        seen = set()
+        for b in ordered:
+            period = period_of(b.created_at)
+            if period in seen:
+                continue
+            if len(seen) == count:
+                break
+            seen.add(period)
+            keep[b.name].append(label)
+    return dict(keep)
+
+
+def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False) -> PruneResult:
+    """Delete the verified backups (with their manifests) that ``policy`` does not keep.
+
+    Backups are grouped by engine and database alias, so two databases sharing a
+    directory are each pruned on their own. Unverified backups, files that are not our
+    backups, and everything when the policy is empty are left alone.
+    """
+    from .backup import list_backups
+    from .manifest import manifest_path
+
+    result = PruneResult(policy=policy, dry_run=dry_run)
+    groups: dict[tuple, list] = defaultdict(list)
+    for info in list_backups(directory):
+        if info.manifest is None or info.problem:
+            result.ignored[info.name] = info.problem or "no manifest"
+        elif not info.verified:
+            result.ignored[info.name] = "not verified: does not count and is not pruned"
+        else:
+            groups[(info.engine, info.manifest.database_alias)].append(info)
+    for infos in groups.values():
+        kept = select_kept(infos, policy)
+        result.kept.update(kept)
+        for info in sorted(infos, key=lambda b: (b.created_at, b.name)):
+            if info.name in kept:
+                continue
+            result.deleted.append(info.name)
+            if not dry_run:
+                Path(info.path).unlink(missing_ok=True)
+                manifest_path(info.path).unlink(missing_ok=True)
+    return result
