@@ -494,7 +494,7 @@ def check_performance(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
     title = "Performance"
     latency = measure_latency(database)
     rt, iq = latency["round_trip_ms"], latency["indexed_query_ms"] or 0.0
-    message = f"round trip {rt:.1f} ms, indexed lookup {iq:.1f} ms"
+    message = f"round trip {rt:.2f} ms, indexed lookup {iq:.2f} ms"
     if rt > ROUND_TRIP_UNHEALTHY_MS or iq > INDEXED_QUERY_UNHEALTHY_MS:
         status = UNHEALTHY
     elif rt > ROUND_TRIP_DEGRADED_MS or iq > INDEXED_QUERY_DEGRADED_MS:
