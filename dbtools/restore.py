@@ -3,9 +3,10 @@
 The pipeline (``restore_backup``), in order:
 
 1. the lock of the database (a backup or restore running: LockHeld at once, exit 2);
-2. file checks: readable, manifest present (or ``--force``), engine matches, checksum and
-   structure (``verify_backup`` quick), migrations not newer than the code;
-3. a load into a scratch database (never the live one) and checks on what was loaded:
+2. file checks: readable, manifest present (or ``--force``), engine matches, applied
+   migrations not newer than the code;
+3. a load into a scratch database (never the live one), hashing the file on the way:
+   the checksum against the manifest, the structure checks of backup verification,
    an mcmanager database (not a Flask-era file, not another application's), applied
    migrations known to the code, row counts equal to the manifest's;
 4. the operator's confirmation (interactive runs), saying what is replaced by what;
@@ -38,6 +39,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, RestoreFailed, RestoreRefused, VerificationFailed
+from .streams import Check as _StreamCheck
 
 logger = logging.getLogger("dbtools.restore")
 
@@ -336,13 +338,6 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
                 f"{name} is a {_display(backup_engine)} backup; database '{database}' is {engine.display_name}",
             )
         checks.passed("engine", engine.display_name)
-        try:
-            verification = backup.verify_backup(path, level="quick", database=database)
-        except VerificationFailed as exc:
-            checks.refuse("checksum and structure", f"{name} failed verification: {exc}")
-        if not verification.ok:
-            checks.refuse("checksum and structure", f"{name} failed verification: {verification.reason}")
-        checks.passed("checksum and structure", "sha256 matches the manifest; structure sound")
         newer = unknown_migrations(_manifest_migrations(manifest))
         if newer:
             message = (
@@ -365,6 +360,17 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
                 f"{name} is a {_display(kind)} dump; database '{database}' is {engine.display_name}",
             )
         checks.passed("engine", engine.display_name)
+        # The structural checks of backup verification (SQLite header and quick_check,
+        # the whole pg_dump archive parses, the MariaDB dump is complete).
+        try:
+            with backup.open_dump(path) as stream:
+                found, _ = engine.check_dump(stream, level="quick")
+        except Exception as exc:
+            found = [_StreamCheck("structure", False, (str(exc).strip().splitlines() or [repr(exc)])[0])]
+        failed = [c for c in found if not c.ok]
+        if failed:
+            checks.refuse("structure", f"{name} is not a sound dump: {failed[0].name}: {failed[0].detail}")
+        checks.passed("structure", ", ".join(c.name for c in found))
     return manifest
 
 
@@ -396,24 +402,23 @@ def scratch_alias(database: str, name: str) -> Iterator[str]:
     """A temporary connection alias to the scratch database ``name`` (a file path for SQLite).
 
     With it the ORM, the migration executor and the introspection work on the scratch
-    exactly as on the live database, through the same settings.
+    exactly as on the live database, through the same settings. The connection is
+    registered for this thread only and never added to settings.DATABASES (a
+    "dynamically created connection", as Django's test framework calls them).
     """
     alias = f"__restore_scratch_{os.getpid()}_{secrets.token_hex(3)}"
-    settings_dict = dict(connections.databases[database])
+    base = connections[database]
+    settings_dict = dict(base.settings_dict)
     settings_dict["NAME"] = name
-    settings_dict["TEST"] = dict(settings_dict.get("TEST") or {})
-    connections.databases[alias] = settings_dict
+    wrapper = base.__class__(settings_dict, alias=alias)
+    connections[alias] = wrapper
     try:
         yield alias
     finally:
         try:
-            connections[alias].close()
+            wrapper.close()
         finally:
-            try:
-                del connections[alias]
-            except AttributeError:
-                pass
-            del connections.databases[alias]
+            del connections[alias]
 
 
 def _check_loaded(alias: str, scratch, path: Path, manifest, force: bool, checks: _Checks):
@@ -513,31 +518,65 @@ def carry_operations_log(database: str, alias: str) -> int:
 
 
 @contextmanager
-def _loaded_scratch(engine: Engine, path: Path, checks: _Checks) -> Iterator:
-    """Load the backup into a scratch database; yields it (a ScratchDatabase); removes it afterwards."""
-    stream = None
+def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> Iterator:
+    """Load the backup into a scratch database, checking it on the way; yields the ScratchDatabase.
+
+    One pass over the file: its bytes are hashed as they are decompressed into the
+    scratch, then the hash is compared with the manifest's. The structure checks are the
+    loader's (SQLite: header, page count, quick_check; PostgreSQL: pg_restore of the
+    whole archive; MariaDB: the whole dump loads). The scratch is removed on exit.
+    """
+    from .streams import HashingReader, decompressing_reader
+
+    name = path.name
+    prefix = f"{name} failed verification: " if manifest is not None else f"{name} does not load: "
+    raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    scratch_cm = scratch = None
     try:
-        stream = _backup_api().open_dump(path)
-        scratch_cm = engine.load_into_scratch(stream)
-        scratch = scratch_cm.__enter__()
-    except Exception as exc:  # a broken dump breaks the loader in many ways; all of them mean "refuse"
-        if stream is not None:
-            stream.close()
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        checks.refuse("test load", f"{path.name} could not be loaded into a scratch database: {first}")
-    try:
-        stream.close()
+        reader = HashingReader(raw)
+        if manifest is not None:
+            stream = decompressing_reader(reader, _manifest_field(manifest, "compression") or "none")
+        else:
+            stream = _backup_api().open_dump(path)
+        load_error = None
+        try:
+            scratch_cm = engine.load_into_scratch(stream)
+            scratch = scratch_cm.__enter__()
+        except Exception as exc:  # a broken dump breaks a loader in many ways; each one means "refuse"
+            scratch_cm = None
+            load_error = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        finally:
+            if manifest is None:
+                stream.close()
+        if manifest is not None:
+            try:
+                reader.drain()  # the hash covers the whole file, whatever the loader read
+            except OSError as exc:
+                load_error = load_error or str(exc)
+            digest = reader.sha256.hexdigest()
+            expected, size = _manifest_field(manifest, "sha256"), _manifest_field(manifest, "size")
+            if digest != expected or reader.size != size:
+                checks.refuse(
+                    "checksum",
+                    f"{prefix}checksum: sha256 {digest[:16]}... of {reader.size} bytes, "
+                    f"the manifest says {str(expected)[:16]}... of {size} bytes",
+                )
+            checks.passed("checksum", f"sha256 {digest[:16]}... as in the manifest")
+        if load_error is not None:
+            checks.refuse("structure", prefix + load_error)
         failed = [c for c in scratch.checks if not c.ok]
         if failed:
-            detail = "; ".join(f"{c.name}: {c.detail}" for c in failed[:3])
-            checks.refuse("test load", f"{path.name} fails its checks once loaded: {detail}")
-        checks.passed("test load", "loaded into a scratch database: " + ", ".join(c.name for c in scratch.checks))
+            checks.refuse("structure", f"{prefix}{failed[0].name}: {failed[0].detail}")
+        checks.passed("structure", "loaded into a scratch database: " + ", ".join(c.name for c in scratch.checks))
         yield scratch
     except BaseException as exc:
-        scratch_cm.__exit__(type(exc), exc, exc.__traceback__)
+        if scratch_cm is not None:
+            scratch_cm.__exit__(type(exc), exc, exc.__traceback__)
         raise
     else:
         scratch_cm.__exit__(None, None, None)
+    finally:
+        raw.close()
 
 
 # --- the service functions ----------------------------------------------------------
@@ -562,7 +601,7 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
         manifest = _check_file(path, engine, database, force, checks)
         result.backup_created_at = _isoformat(_manifest_field(manifest, "created_at"))
         say("loading into a scratch database")
-        with _loaded_scratch(engine, path, checks) as scratch, scratch_alias(database, scratch.name) as alias:
+        with _loaded_scratch(engine, path, manifest, checks) as scratch, scratch_alias(database, scratch.name) as alias:
             result.row_counts, result.pending_migrations = _check_loaded(alias, scratch, path, manifest, force, checks)
             if result.pending_migrations:
                 say("applying pending migrations to the scratch database")
@@ -622,7 +661,10 @@ def restore_backup(
                 swap=engine.swap_description(),
             )
             say("loading into a scratch database")
-            with _loaded_scratch(engine, path, checks) as scratch, scratch_alias(database, scratch.name) as alias:
+            with (
+                _loaded_scratch(engine, path, manifest, checks) as scratch,
+                scratch_alias(database, scratch.name) as alias,
+            ):
                 backup_counts, pending = _check_loaded(alias, scratch, path, manifest, force, checks)
                 result.rows_before = _live_counts(database)
                 if confirm is not None:
