@@ -13,12 +13,81 @@ class DatabaseManager:
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
 
+    def create_migration(self, message: str, app_label: str | None = None) -> list[str]:
+        """``makemigrations --name <message>``; returns the new migrations as "app.name" (empty: no changes)."""
+        import re
+
+        from django.core.management import call_command
+        from django.db.migrations.loader import MigrationLoader
+
+        name = re.sub(r"[^0-9a-zA-Z_]+", "_", message.strip().lower()).strip("_")[:60] or "auto"
+        before = set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
+        args = [app_label] if app_label else []
+        call_command("makemigrations", *args, name=name, interactive=False, verbosity=0)
+        after = set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
+        return sorted(f"{app}.{migration}" for app, migration in after - before)
+
+    def upgrade_database(self, backup: bool = True) -> list[str]:
+        """Apply every pending migration (after a pre-migrate backup); returns what was applied."""
+        from django.core.management import call_command
+
+        pending = self.get_pending_migrations()
+        call_command("migrate", database=self.database, interactive=False, verbosity=0, no_backup=not backup)
+        return pending
+
+    def downgrade_database(self, app: str, target: str, backup: bool = True) -> list[str]:
+        """Migrate ``app`` back to ``target`` ("zero" for none), after a backup; returns what was unapplied."""
+        from django.core.management import call_command
+
+        from .backup import migration_plan
+
+        plan = migration_plan(self.database, app, target)
+        call_command(
+            "migrate", app, target, database=self.database, interactive=False, verbosity=0, no_backup=not backup
+        )
+        return [f"{m.app_label}.{m.name}" for m, backwards in plan if backwards]
+
+    def get_current_revision(self) -> dict[str, str]:
+        """The applied head per app: {app: newest applied migration name}."""
+        heads: dict[str, str] = {}
+        for row in self._applied_rows():
+            heads[row.app] = row.name
+        return heads
+
+    def get_migration_history(self) -> list[dict]:
+        """Every applied migration in the order applied: app, name, applied (ISO time)."""
+        return [
+            {"app": row.app, "name": row.name, "applied": row.applied.isoformat() if row.applied else None}
+            for row in self._applied_rows()
+        ]
+
+    def get_pending_migrations(self) -> list[str]:
+        """Migrations ``upgrade_database`` would apply, in order, as "app.name"."""
+        from .backup import migration_plan
+
+        return [f"{m.app_label}.{m.name}" for m, backwards in migration_plan(self.database) if not backwards]
+
+    def _applied_rows(self):
+        from django.db import connections
+        from django.db.migrations.recorder import MigrationRecorder
+
+        recorder = MigrationRecorder(connections[self.database])
+        if not recorder.has_table():
+            return []
+        return list(recorder.migration_qs.order_by("applied", "id"))
+
 
 class DatabaseBackup:
     """Create and restore backups."""
 
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
+
+    def create_backup(self, output_dir=None, *, verify: str = "quick", reason: str = "manual") -> str:
+        """Write a verified backup and return the new file's path (raises dbtools.errors on failure)."""
+        from .backup import create_backup
+
+        return str(create_backup(database=self.database, output_dir=output_dir, verify=verify, reason=reason).path)
 
     def restore_backup(self, backup_path, *, force: bool = False, safety_backup: bool = True) -> bool:
         """Restore ``backup_path`` (a path or a name in the backup directory) over this database.

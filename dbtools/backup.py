@@ -593,3 +593,47 @@ def latest_verified_backup(directory=None, engine: str | None = None) -> BackupI
         if info.verified and not info.problem and (engine is None or info.engine == engine):
             return info
     return None
+
+
+def migration_plan(database: str = DEFAULT_DB_ALIAS, app_label: str | None = None, migration_name: str | None = None):
+    """The (migration, backwards) steps ``migrate [app_label [migration_name]]`` would run."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[database])
+    graph = executor.loader.graph
+    if app_label and migration_name:
+        if migration_name == "zero":
+            targets = [(app_label, None)]
+        else:
+            targets = [(app_label, executor.loader.get_migration_by_prefix(app_label, migration_name).name)]
+    elif app_label:
+        targets = [node for node in graph.leaf_nodes() if node[0] == app_label]
+    else:
+        targets = graph.leaf_nodes()
+    return executor.migration_plan(targets)
+
+
+def pre_migrate_backup(
+    database: str = DEFAULT_DB_ALIAS,
+    *,
+    app_label: str | None = None,
+    migration_name: str | None = None,
+    actor: str | None = None,
+):
+    """Take the pre-migrate backup when migrate has work to do on a database that holds tables.
+
+    Returns (BackupResult or None, plan or None). A fresh, empty database gets no backup
+    (there is nothing to lose) and costs one query. Raises what create_backup raises.
+    """
+    _check_reachable(database)
+    connection = connections[database]
+    with connection.cursor() as cursor:
+        if not connection.introspection.table_names(cursor):
+            return None, None
+    try:
+        plan = migration_plan(database, app_label, migration_name)
+    except Exception:  # a bad app label or migration name: Django's migrate says it better
+        return None, None
+    if not plan:
+        return None, plan
+    return create_backup(database=database, reason="pre-migrate", actor=actor), plan
