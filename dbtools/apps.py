@@ -7,4 +7,5 @@ class DbtoolsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import lookups  # noqa: F401  (native-SQL lookups used by the constraints)
+        # The system checks for the settings, and the native-SQL lookups the constraints use.
+        from . import checks, lookups  # noqa: F401

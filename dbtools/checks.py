@@ -1,0 +1,76 @@
+"""System checks for the dbtools settings (ids dbtools.E0xx / W0xx), run at start-up.
+
+The settings are read from the environment by mcmanager/settings.py; a malformed
+integer arrives here as -1, so every "must be a positive number" rule also catches typos.
+"""
+
+import os
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+KEEP_SETTINGS = ("MCMANAGER_KEEP_LAST", "MCMANAGER_KEEP_DAILY", "MCMANAGER_KEEP_WEEKLY", "MCMANAGER_KEEP_MONTHLY")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(name: str, value) -> str:
+    """What the operator wrote (the environment), else the setting's value."""
+    raw = os.environ.get(name)
+    return repr(raw) if raw is not None and raw.strip() != str(value) else repr(value)
+
+
+@register("dbtools")
+def check_dbtools_settings(app_configs, **kwargs):
+    """Reject nonsense in the backup, retention and health settings, each with its own id."""
+    errors = []
+    max_age = getattr(settings, "MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
+    if not _is_int(max_age) or max_age < 1:
+        errors.append(
+            Error(
+                f"MCMANAGER_BACKUP_MAX_AGE_HOURS must be a whole number of hours, at least 1 (got {_shown('MCMANAGER_BACKUP_MAX_AGE_HOURS', max_age)}).",
+                hint="The health check fails when the newest verified backup is older than this; "
+                "26 (a nightly backup plus slack) is the default.",
+                id="dbtools.E001",
+            )
+        )
+    elif max_age > 24 * 31:
+        errors.append(
+            Warning(
+                f"MCMANAGER_BACKUP_MAX_AGE_HOURS is {max_age}: a backup over a month old would still count as fresh.",
+                hint="Back up at least daily and keep the threshold near 26 hours.",
+                id="dbtools.W001",
+            )
+        )
+    compression = getattr(settings, "MCMANAGER_BACKUP_COMPRESSION", "zstd")
+    if compression not in COMPRESSIONS:
+        errors.append(
+            Error(
+                f"MCMANAGER_BACKUP_COMPRESSION must be one of {', '.join(COMPRESSIONS)} (got {compression!r}).",
+                hint="zstd is the default: fast and small.",
+                id="dbtools.E002",
+            )
+        )
+    for name in KEEP_SETTINGS:
+        value = getattr(settings, name, None)
+        if value is not None and (not _is_int(value) or value < 0):
+            errors.append(
+                Error(
+                    f"{name} must be a whole number, 0 or more, or unset (got {_shown(name, value)}).",
+                    hint="Unset keeps everything; 7 for MCMANAGER_KEEP_DAILY keeps one backup for each of 7 days.",
+                    id="dbtools.E003",
+                )
+            )
+    min_free = getattr(settings, "MCMANAGER_BACKUP_MIN_FREE_MB", 500)
+    if not _is_int(min_free) or min_free < 0:
+        errors.append(
+            Error(
+                f"MCMANAGER_BACKUP_MIN_FREE_MB must be a whole number of megabytes, 0 or more (got {_shown('MCMANAGER_BACKUP_MIN_FREE_MB', min_free)}).",
+                hint="The health check warns when the backup disk has less free space than this; 500 is the default.",
+                id="dbtools.E004",
+            )
+        )
+    return errors
