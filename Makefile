@@ -24,6 +24,16 @@ run: venv
 test: venv
 	$(BIN)/python tests/run_engines.py $(ARGS)
 
+## demo: migrate the SQLite database of `make run` and add a small set of demo data (DEMO_ARGS to change it)
+DEMO_ARGS ?= --users 200 --servers 2000 --configs 60
+demo: venv
+	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --no-input
+	DJANGO_DEBUG=1 $(BIN)/python manage.py generate_demo_data $(DEMO_ARGS)
+
+## bench: our commands against the engines' own tools at 1,000,000 servers; writes BENCHMARKS.md (ARGS: see bench/run.py --help)
+bench: venv
+	$(BIN)/python bench/run.py $(ARGS)
+
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

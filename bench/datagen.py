@@ -1,0 +1,567 @@
+"""Realistic demo data, valid by every rule, generated fast and deterministically.
+
+``generate()`` adds users, servers and configuration entries to a migrated database.
+The data respects every constraint of the models and every rule ``validate`` checks
+beyond them: no two Running or Starting servers share a port (Stopped and Stopping
+ones may, as real panels have many stopped servers on 25565), usernames and emails
+are unique even ignoring case (an empty email is NULL), and no timestamp is in the
+future. Statuses, ports, memory sizes, versions and owners vary the way a hosting
+panel's do: a few users own many servers, most own a few or none.
+
+Speed: rows are built as plain tuples and written with the DB-API cursor's
+``executemany`` (``COPY`` on PostgreSQL), one transaction per batch, with explicit
+ids so servers can point at their owners without reading them back. All demo users
+share one precomputed, unusable password hash (demo accounts cannot log in).
+
+Deterministic: the same seed on the same starting database gives the same rows.
+Timestamps are relative to the start of the current UTC day (or ``now``), so two
+runs on the same day are identical.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from django.core.management.color import no_style
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+Progress = Callable[[str, int, int], None]
+
+# An unusable password (Django's marker prefix "!"): demo accounts exist to be
+# counted, listed and backed up, never to log in with a known password.
+DEMO_PASSWORD_HASH = "!mcmanager-demo-data-no-login"
+
+YEARS_OF_HISTORY = 3
+ACTIVE_STATUSES = ("Running", "Starting")
+# Running/Starting servers never take more than this share of the free ports, so
+# an operator can still start a server on the demo database.
+MAX_ACTIVE_PORT_SHARE = 0.9
+
+FIRST_NAMES = (
+    "alex ana ben bea carl cleo dan dora eli emma finn fay gus gia hugo ida ivan "
+    "jade jon kai kira leo lina max mia nico nora oli opal paul pia quin rosa sam "
+    "sara theo tia uma vic vera walt wren xena yara zane zoe noah liam luca maya"
+).split()
+LAST_NAMES = (
+    "smith jones brown taylor miller wilson moore clark lewis walker hall young king "
+    "wright green baker adams nelson hill campbell mitchell roberts carter phillips "
+    "evans turner torres parker collins edwards stewart morris murphy cook rogers "
+    "morgan cooper peterson reed bailey bell kelly howard ward cox diaz richardson"
+).split()
+EMAIL_DOMAINS = (
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example.com",
+    "gamers.example",
+    "craft.example",
+)
+ADJECTIVES = (
+    "ancient amber blazing brave crimson crystal dark deep emerald endless frozen "
+    "golden grand hidden iron jade lost lunar mighty misty mossy noble obsidian "
+    "quiet radiant red rusty sapphire shadow silent silver sky stone sunny swift "
+    "thunder twilight wild windy wooden"
+).split()
+NOUNS = (
+    "realm craft lands kingdom valley peaks isles forest caves city world haven "
+    "empire frontier outpost citadel grove harbor mesa tundra canyon reef castle "
+    "village fortress mines plains jungle desert nether end spire"
+).split()
+VERSIONS = ("1.21.4",) * 6 + ("1.21.1",) * 3 + ("1.20.6", "1.20.4", "1.20.1", "1.19.4", "1.18.2", "1.16.5", "1.12.2")
+MOTDS = (
+    "A Minecraft Server",
+    "Welcome! Be nice and have fun",
+    "Survival with friends",
+    "No griefing, please",
+    "Creative build server",
+    "Hardcore: one life only",
+    "Skyblock and minigames",
+    "Vanilla+ SMP",
+    "Modded adventure",
+    "Family friendly server",
+    "PvP arena, season 4",
+    "Under construction",
+)
+# Weighted choices as lookup tables: one random() and one index per pick.
+MEMORY_TABLE = [512] * 4 + [1024] * 14 + [2048] * 30 + [3072] * 10 + [4096] * 22 + [6144] * 6
+MEMORY_TABLE += [8192] * 9 + [12288] * 2 + [16384] * 2 + [32768] * 1
+GAMEMODES = ["survival"] * 70 + ["creative"] * 18 + ["adventure"] * 9 + ["spectator"] * 3
+DIFFICULTIES = ["normal"] * 50 + ["easy"] * 20 + ["hard"] * 25 + ["peaceful"] * 5
+MAX_PLAYERS = [10] * 15 + [20] * 45 + [50] * 20 + [100] * 12 + [200] * 5 + [500] * 2 + [1000] * 1
+CONFIG_SECTIONS = (
+    "panel backup mail security servers network ui limits monitoring billing logging scheduler plugins worlds"
+).split()
+CONFIG_NAMES = (
+    "enabled timeout max_items retention interval theme language host port url "
+    "threshold default_memory_mb allowed_versions banner contact_email rate_limit"
+).split()
+CONFIG_DESCRIPTIONS = (
+    "",
+    "",
+    "Set by the installer.",
+    "Changed after the outage review.",
+    "Per-tenant override.",
+    "Tuned for the EU cluster.",
+    "Do not lower without asking ops.",
+)
+
+
+class GenerationError(Exception):
+    """The data could not be generated (unmigrated database, no owners, a clash with existing rows)."""
+
+
+@dataclass
+class GenerationResult:
+    """What ``generate()`` added: rows per table, the id ranges, time taken."""
+
+    database: str
+    vendor: str
+    seed: int
+    users: int
+    servers: int
+    configs: int
+    duration: float
+    active_servers: int = 0
+    first_ids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.users + self.servers + self.configs
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.duration if self.duration > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        data["duration"] = round(self.duration, 3)
+        data["rows"] = self.rows
+        data["rows_per_second"] = round(self.rows_per_second)
+        return data
+
+
+class _Clock:
+    """Timestamps as the strings each engine stores, ``seconds`` before a fixed anchor."""
+
+    def __init__(self, anchor: dt.datetime, suffix: str):
+        self.anchor = anchor
+        self.span = YEARS_OF_HISTORY * 365 * 86400
+        days = YEARS_OF_HISTORY * 365 + 2
+        # Precomputed day and time-of-day strings: formatting a million datetimes
+        # one by one would be most of the generator's time.
+        self._days = [(anchor - dt.timedelta(days=d)).strftime("%Y-%m-%d") for d in range(days)]
+        self._tods = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{suffix}" for s in range(86400)]
+        self._base = anchor.hour * 3600 + anchor.minute * 60 + anchor.second
+
+    def ago(self, seconds: int) -> str:
+        """The timestamp ``seconds`` (>= 0) before the anchor."""
+        t = self._base - seconds
+        return f"{self._days[-(t // 86400)]} {self._tods[t % 86400]}"
+
+
+def default_anchor() -> dt.datetime:
+    """The start of the current UTC day: timestamps are never in the future and a seed reproduces its data all day."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _models():
+    from accounts.models import User
+    from servers.models import Configuration, Server
+
+    return User, Server, Configuration
+
+
+def _columns(model, names: list[str]) -> list[str]:
+    return [model._meta.get_field(name).column for name in names]
+
+
+USER_FIELDS = ["id", "password", "last_login", "username", "email", "is_admin", "is_active", "date_joined"]
+SERVER_FIELDS = [
+    "id",
+    "server_name",
+    "owner",
+    "port",
+    "memory_mb",
+    "status",
+    "gamemode",
+    "difficulty",
+    "version",
+    "motd",
+    "seed",
+    "max_players",
+    "hardcore",
+    "pvp",
+    "created_at",
+    "updated_at",
+]
+CONFIG_FIELDS = ["id", "key", "value", "description", "updated_by", "updated_at"]
+
+
+class _Writer:
+    """Writes batches of tuples into one table, the fastest way the engine offers."""
+
+    def __init__(self, database: str):
+        self.connection = connections[database]
+        self.vendor = self.connection.vendor
+
+    def write(self, model, fields: list[str], rows: list[tuple]) -> None:
+        qn = self.connection.ops.quote_name
+        table = qn(model._meta.db_table)
+        columns = ", ".join(qn(c) for c in _columns(model, fields))
+        self.connection.ensure_connection()
+        raw = self.connection.connection.cursor()
+        try:
+            if self.vendor == "postgresql":
+                with raw.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                mark = "?" if self.vendor == "sqlite" else "%s"
+                placeholders = ", ".join([mark] * len(fields))
+                raw.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)
+        finally:
+            raw.close()
+
+
+def _scalar(database: str, sql: str, params=()) -> int:
+    with connections[database].cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.fetchone()[0] or 0)
+
+
+def generate(
+    database: str = DEFAULT_DB_ALIAS,
+    users: int = 0,
+    servers: int = 0,
+    configs: int = 0,
+    seed: int = 0,
+    progress: Progress | None = None,
+    *,
+    batch_size: int = 50_000,
+    now: dt.datetime | None = None,
+) -> GenerationResult:
+    """Add ``users`` users, ``servers`` servers and ``configs`` configuration entries to ``database``.
+
+    The database must be migrated. Existing rows are kept: new ids follow the highest
+    existing ones, and new Running/Starting servers only take ports no existing
+    Running/Starting server uses. ``progress(table, done, total)`` is called after each
+    batch. Raises GenerationError when the data cannot be added.
+    """
+    if min(users, servers, configs) < 0:
+        raise GenerationError("counts must not be negative")
+    if batch_size < 1:
+        raise GenerationError("batch size must be positive")
+    User, Server, Configuration = _models()
+    connection = connections[database]
+    qn = connection.ops.quote_name
+    missing = {m._meta.db_table for m in (User, Server, Configuration)} - set(connection.introspection.table_names())
+    if missing:
+        raise GenerationError(f"table(s) {', '.join(sorted(missing))} missing: run `manage.py migrate` first")
+
+    started = time.perf_counter()
+    anchor = now if now is not None else default_anchor()
+    if anchor.tzinfo is None:
+        raise GenerationError("now must be an aware datetime")
+    anchor = anchor.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None)
+    clock = _Clock(anchor, "+00" if connection.vendor == "postgresql" else "")
+    rng = random.Random(seed)
+    writer = _Writer(database)
+
+    def max_id(model) -> int:
+        return _scalar(database, f"SELECT MAX({qn('id')}) FROM {qn(model._meta.db_table)}")
+
+    user_start = max_id(User) + 1
+    server_start = max_id(Server) + 1
+    config_start = max_id(Configuration) + 1
+
+    # Owners: the new users when there are any, else the existing ones.
+    if users:
+        owner_ids = list(range(user_start, user_start + users))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {qn('id')} FROM {qn(User._meta.db_table)} ORDER BY {qn('id')}")
+            owner_ids = [row[0] for row in cursor.fetchall()]
+        if (servers or configs) and not owner_ids:
+            raise GenerationError("servers and configuration entries need owners: add --users")
+    # A permutation, so that the "power users" owning many servers are spread over all ids.
+    rng.shuffle(owner_ids)
+    # Seconds before the anchor each new user joined (servers are created after that).
+    joined_age = array("l")
+
+    sqlite_cache = _tune_sqlite(connection)
+    try:
+        if users:
+            _generate_users(writer, User, rng, clock, user_start, users, batch_size, progress, joined_age)
+        active = 0
+        if servers:
+            active = _generate_servers(
+                writer,
+                Server,
+                rng,
+                clock,
+                server_start,
+                servers,
+                batch_size,
+                progress,
+                owner_ids,
+                user_start,
+                joined_age,
+                database,
+            )
+        if configs:
+            _generate_configs(writer, Configuration, rng, clock, config_start, configs, batch_size, progress, owner_ids)
+        if connection.vendor == "postgresql":
+            # Explicit ids leave PostgreSQL's sequences behind; the next admin insert would clash.
+            with transaction.atomic(using=database), connection.cursor() as cursor:
+                for sql in connection.ops.sequence_reset_sql(no_style(), [User, Server, Configuration]):
+                    cursor.execute(sql)
+    finally:
+        _restore_sqlite(connection, sqlite_cache)
+
+    return GenerationResult(
+        database=database,
+        vendor=connection.vendor,
+        seed=seed,
+        users=users,
+        servers=servers,
+        configs=configs,
+        duration=time.perf_counter() - started,
+        active_servers=active,
+        first_ids={"users": user_start, "servers": server_start, "configs": config_start},
+    )
+
+
+def _tune_sqlite(connection) -> int | None:
+    """A bigger page cache while generating: index inserts in random key order otherwise thrash it."""
+    if connection.vendor != "sqlite":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size")
+        previous = cursor.fetchone()[0]
+        cursor.execute("PRAGMA cache_size = -262144")  # 256 MiB, this connection only
+    return previous
+
+
+def _restore_sqlite(connection, previous: int | None) -> None:
+    if previous is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA cache_size = {int(previous)}")
+
+
+def _batches(total: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, batch_size):
+        yield start, min(batch_size, total - start)
+
+
+def _write_batches(writer, model, fields, total, batch_size, progress, label, make_rows) -> None:
+    done = 0
+    for offset, count in _batches(total, batch_size):
+        rows = make_rows(offset, count)
+        with transaction.atomic(using=writer.connection.alias):
+            writer.write(model, fields, rows)
+        done += count
+        if progress:
+            progress(label, done, total)
+
+
+def _generate_users(writer, User, rng, clock, start, total, batch_size, progress, joined_age) -> None:
+    r = rng.random
+    span = clock.span
+    ago = clock.ago
+    firsts, lasts, domains = FIRST_NAMES, LAST_NAMES, EMAIL_DOMAINS
+    nf, nl, nd = len(firsts), len(lasts), len(domains)
+    seps = ("", "_", "-", "", "_")
+
+    def make_rows(offset: int, count: int) -> list[tuple]:
+        rows = []
+        append = rows.append
+        for n in range(start + offset, start + offset + count):
+            first = firsts[int(r() * nf)]
+            last = lasts[int(r() * nl)]
+            style = r()
+            # The trailing number is the id: names stay unique even ignoring case.
+            if style < 0.5:
+                username = f"{first}{seps[int(r() * 5)]}{last}{n}"
+            elif style < 0.8:
+                username = f"{first.capitalize()}{last.capitalize()}{n}"
+            else:
+                username = f"{first}{n}"
+            e = r()
+            if e < 0.15:
+                email = None  # no email: stored as NULL, never ""
+            elif e < 0.2:
+                email = f"{first.capitalize()}.{last.capitalize()}{n}@{domains[int(r() * nd)]}"
+            else:
+                email = f"{first}.{last}{n}@{domains[int(r() * nd)]}"
+            # Older accounts are rarer than recent ones: the panel grows.
+            age = int(span * r() ** 1.5)
+            joined_age.append(age)
+            last_login = None if r() < 0.3 else ago(int(age * r() ** 3))
+            append(
+                (
+                    n,
+                    DEMO_PASSWORD_HASH,
+                    last_login,
+                    username,
+                    email,
+                    r() < 0.002,
+                    r() < 0.95,
+                    ago(age),
+                )
+            )
+        return rows
+
+    _write_batches(writer, User, USER_FIELDS, total, batch_size, progress, "users", make_rows)
+
+
+def _free_ports(database: str, Server) -> list[int]:
+    """Ports no existing Running/Starting server uses, nearest to Minecraft's 25565 first."""
+    connection = connections[database]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT {qn('port')} FROM {qn(Server._meta.db_table)} WHERE {qn('status')} IN (%s, %s)",
+            list(ACTIVE_STATUSES),
+        )
+        taken = {row[0] for row in cursor.fetchall()}
+    # Hosts hand out ports upwards from 25565; below it come the ones people pick by hand.
+    order = [*range(25565, 65536), *range(25564, 1023, -1)]
+    return [p for p in order if p not in taken]
+
+
+def _generate_servers(
+    writer,
+    Server,
+    rng,
+    clock,
+    start,
+    total,
+    batch_size,
+    progress,
+    owner_ids,
+    user_start,
+    joined_age,
+    database,
+) -> int:
+    r = rng.random
+    span = clock.span
+    ago = clock.ago
+    free = _free_ports(database, Server)
+    # About a third of the servers are up when there are ports enough; with a
+    # million servers the 64,512 ports are the bound, as on a real host.
+    n_active = min(round(total * 0.32), int(len(free) * MAX_ACTIVE_PORT_SHARE))
+    active_ports = free[:n_active]
+    rng.shuffle(active_ports)
+    is_active = bytearray(total)
+    for i in rng.sample(range(total), n_active):
+        is_active[i] = 1
+    next_port = iter(active_ports)
+
+    n_owners = len(owner_ids)
+    new_owner_lo, new_owner_hi = user_start, user_start + len(joined_age)
+    adjs, nouns, versions, motds = ADJECTIVES, NOUNS, VERSIONS, MOTDS
+    na, nn, nv, nm = len(adjs), len(nouns), len(versions), len(motds)
+    memory, gamemodes, difficulties, max_players = MEMORY_TABLE, GAMEMODES, DIFFICULTIES, MAX_PLAYERS
+    nmem, ngm, ndf, nmp = len(memory), len(gamemodes), len(difficulties), len(max_players)
+    seps = ("-", "_")
+
+    def make_rows(offset: int, count: int) -> list[tuple]:
+        rows = []
+        append = rows.append
+        for i in range(offset, offset + count):
+            n = start + i
+            owner = owner_ids[int(n_owners * r() ** 1.5)]
+            if is_active[i]:
+                status = "Running" if r() < 0.93 else "Starting"
+                port = next(next_port)
+            else:
+                status = "Stopped" if r() < 0.95 else "Stopping"
+                p = r()
+                # Stopped servers keep whatever port they had; many never changed 25565.
+                port = 25565 if p < 0.4 else (25566 + int(p * 2000) if p < 0.8 else 1024 + int(r() * 64512))
+            sep = seps[int(r() * 2)]
+            name = f"{adjs[int(r() * na)]}{sep}{nouns[int(r() * nn)]}{sep}{n}"
+            # Created after the owner joined (when we know when that was).
+            limit = joined_age[owner - new_owner_lo] if new_owner_lo <= owner < new_owner_hi else span
+            created = int(limit * r())
+            updated = int(created * r() ** 4)
+            append(
+                (
+                    n,
+                    name,
+                    owner,
+                    port,
+                    memory[int(r() * nmem)],
+                    status,
+                    gamemodes[int(r() * ngm)],
+                    difficulties[int(r() * ndf)],
+                    versions[int(r() * nv)],
+                    motds[int(r() * nm)],
+                    "" if r() < 0.6 else str(int(r() * 10**12)),
+                    max_players[int(r() * nmp)],
+                    r() < 0.05,
+                    r() < 0.8,
+                    ago(created),
+                    ago(updated),
+                )
+            )
+        return rows
+
+    _write_batches(writer, Server, SERVER_FIELDS, total, batch_size, progress, "servers", make_rows)
+    return n_active
+
+
+def _generate_configs(writer, Configuration, rng, clock, start, total, batch_size, progress, owner_ids) -> None:
+    r = rng.random
+    span = clock.span
+    ago = clock.ago
+    sections, names, descriptions = CONFIG_SECTIONS, CONFIG_NAMES, CONFIG_DESCRIPTIONS
+    ns, nn, nd = len(sections), len(names), len(descriptions)
+    # Settings are changed by a handful of people (admins, in real life).
+    editors = owner_ids[: max(1, min(len(owner_ids), 25))]
+    ne = len(editors)
+
+    def value_for(name: str) -> str:
+        if name == "enabled":
+            return "true" if r() < 0.7 else "false"
+        if name in ("timeout", "max_items", "retention", "interval", "port", "threshold", "rate_limit"):
+            return str(1 + int(r() * 9999))
+        if name == "default_memory_mb":
+            return str(MEMORY_TABLE[int(r() * len(MEMORY_TABLE))])
+        if name == "url":
+            return f"https://panel{int(r() * 100)}.example.com/"
+        if name == "contact_email":
+            return f"ops{int(r() * 100)}@example.com"
+        if name == "allowed_versions":
+            return ",".join(sorted(set(VERSIONS[:8])))
+        if name == "theme":
+            return ("light", "dark", "auto")[int(r() * 3)]
+        if name == "language":
+            return ("en", "de", "fr", "es", "pt", "ja")[int(r() * 6)]
+        return f"value-{int(r() * 10**6)}"
+
+    def make_rows(offset: int, count: int) -> list[tuple]:
+        rows = []
+        for n in range(start + offset, start + offset + count):
+            section = sections[int(r() * ns)]
+            name = names[int(r() * nn)]
+            rows.append(
+                (
+                    n,
+                    f"{section}.{name}.{n}",
+                    value_for(name),
+                    descriptions[int(r() * nd)],
+                    None if r() < 0.2 else editors[int(r() * ne)],
+                    ago(int(span * r() ** 2)),
+                )
+            )
+        return rows
+
+    _write_batches(writer, Configuration, CONFIG_FIELDS, total, batch_size, progress, "configuration", make_rows)

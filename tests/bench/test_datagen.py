@@ -1,0 +1,147 @@
+"""The demo data generator: exact counts, every rule respected, reproducible by seed."""
+
+import datetime as dt
+import json
+
+import pytest
+from django.db.models import CheckConstraint, Count, F, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from accounts.models import User
+from bench.datagen import GenerationError, generate
+from servers.models import Configuration, Server
+
+NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
+
+
+def snapshot() -> dict[str, list[tuple]]:
+    """Every generated row, all columns, in id order."""
+    return {model.__name__: list(model.objects.order_by("id").values_list()) for model in (User, Server, Configuration)}
+
+
+def duplicates(queryset, expression) -> int:
+    return queryset.annotate(k=expression).values("k").annotate(n=Count("id")).filter(n__gt=1).count()
+
+
+def check_violations(model) -> dict[str, int]:
+    """Rows breaking each of the model's CHECK constraints, counted by the database."""
+    return {
+        c.name: model.objects.exclude(c.condition).count()
+        for c in model._meta.constraints
+        if isinstance(c, CheckConstraint)
+    }
+
+
+@pytest.mark.django_db
+def test_counts_are_exact_and_every_rule_holds():
+    result = generate(users=300, servers=3000, configs=60, seed=1, now=NOW)
+
+    assert (result.users, result.servers, result.configs) == (300, 3000, 60)
+    assert User.objects.count() == 300
+    assert Server.objects.count() == 3000
+    assert Configuration.objects.count() == 60
+
+    # The models' own rules, counted in SQL over every row.
+    for model in (User, Server, Configuration):
+        assert set(check_violations(model).values()) == {0}, model
+    # The rules validate checks beyond the constraints.
+    active = Server.objects.filter(status__in=["Running", "Starting"])
+    assert active.count() == result.active_servers > 0
+    assert duplicates(active, F("port")) == 0
+    assert duplicates(User.objects.all(), Lower("username")) == 0
+    assert duplicates(User.objects.exclude(email=None), Lower("email")) == 0
+    assert User.objects.filter(email="").count() == 0
+    assert User.objects.filter(email=None).count() > 0
+    assert User.objects.filter(date_joined__gt=NOW).count() == 0
+    assert User.objects.filter(last_login__gt=NOW).count() == 0
+    assert User.objects.filter(last_login__lt=F("date_joined")).count() == 0
+    assert Server.objects.filter(Q(created_at__gt=NOW) | Q(updated_at__gt=NOW)).count() == 0
+    assert Server.objects.filter(updated_at__lt=F("created_at")).count() == 0
+    assert Server.objects.filter(created_at__lt=F("owner__date_joined")).count() == 0
+    assert Configuration.objects.filter(updated_at__gt=NOW).count() == 0
+    assert Server.objects.exclude(owner__in=User.objects.all()).count() == 0
+    assert Configuration.objects.exclude(updated_by=None).exclude(updated_by__in=User.objects.all()).count() == 0
+
+    # Realistic variety: statuses, ports, memory sizes, owners.
+    assert set(Server.objects.values_list("status", flat=True).distinct()) == {
+        "Running",
+        "Stopped",
+        "Starting",
+        "Stopping",
+    }
+    assert Server.objects.values("port").distinct().count() > 500
+    assert Server.objects.values("memory_mb").distinct().count() >= 8
+    assert Server.objects.values("owner").distinct().count() > 100
+    assert Server.objects.filter(status="Stopped", port=25565).count() > 1  # stopped ones may share
+
+    # Django's validation agrees on a sample of each table.
+    for model in (User, Server, Configuration):
+        for obj in model.objects.order_by("?")[:40]:
+            obj.full_clean()
+
+
+@pytest.mark.django_db
+def test_same_seed_gives_the_same_data_and_another_seed_does_not():
+    generate(users=50, servers=400, configs=20, seed=7, now=NOW)
+    first = snapshot()
+    for model in (Server, Configuration, User):
+        model.objects.all().delete()
+
+    generate(users=50, servers=400, configs=20, seed=7, now=NOW)
+    assert snapshot() == first
+
+    for model in (Server, Configuration, User):
+        model.objects.all().delete()
+    generate(users=50, servers=400, configs=20, seed=8, now=NOW)
+    other = snapshot()
+    for table in ("User", "Server", "Configuration"):
+        assert other[table] != first[table]
+        assert len(other[table]) == len(first[table])
+
+
+@pytest.mark.django_db
+def test_a_second_run_adds_to_the_first_without_breaking_a_rule():
+    admin = User.objects.create_superuser("operator", "ops@example.com", "a-long-password-9")
+    first = generate(users=40, servers=300, configs=10, seed=3)
+    second = generate(users=40, servers=300, configs=10, seed=3)
+
+    assert second.first_ids["users"] == first.first_ids["users"] + 40
+    assert User.objects.count() == 81 and Server.objects.count() == 600
+    assert User.objects.filter(pk=admin.pk, is_admin=True).exists()
+    active = Server.objects.filter(status__in=["Running", "Starting"])
+    assert duplicates(active, F("port")) == 0
+    assert duplicates(User.objects.all(), Lower("username")) == 0
+    assert duplicates(User.objects.exclude(email=None), Lower("email")) == 0
+    assert User.objects.filter(date_joined__gt=timezone.now()).count() == 0
+
+
+@pytest.mark.django_db
+def test_servers_alone_are_owned_by_existing_users_and_need_some():
+    with pytest.raises(GenerationError, match="need owners"):
+        generate(servers=10)
+    assert Server.objects.count() == 0
+
+    owner = User.objects.create_user("only_owner")
+    generate(servers=25, seed=2)
+    assert set(Server.objects.values_list("owner", flat=True)) == {owner.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_command_adds_the_data_and_reports_it(manage_py):
+    done = manage_py(
+        "generate_demo_data", "--users", "30", "--servers", "120", "--configs", "7", "--seed", "5", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["users"], report["servers"], report["configs"]) == (30, 120, 7)
+    assert (User.objects.count(), Server.objects.count(), Configuration.objects.count()) == (30, 120, 7)
+
+    quiet = manage_py("generate_demo_data", "--users", "5", "--servers", "5", "--configs", "1", "-v", "0")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert User.objects.count() == 35
+
+    bad = manage_py("generate_demo_data", "--users", "-1")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and "negative" in bad.stderr
