@@ -686,7 +686,9 @@ def restore_backup(
                 with record_operation("restore", database=database, actor=actor) as record:
                     record.file = str(path)
                     record.checksum = _manifest_field(manifest, "sha256") or ""
-                    _swap_stage(engine, database, alias, scratch.name, migrate, safety_backup, actor, result, say)
+                    _swap_stage(
+                        engine, database, alias, scratch.name, pending, migrate, safety_backup, actor, result, say
+                    )
                     record.details = {
                         "safety_backup": result.safety_backup,
                         "migrations_applied": result.migrations_applied,
@@ -694,10 +696,11 @@ def restore_backup(
                     }
                     record.message = f"restored {path.name}"
     except RestoreRefused as exc:
-        logger.warning("restore of %s refused: %s", path, exc)
+        # INFO: the caller reports it (the command's one line on stderr, the API's log).
+        logger.info("restore of %s refused: %s", path, exc)
         raise
     except DbtoolsError as exc:
-        logger.error("restore of %s failed: %s", path, exc)
+        logger.info("restore of %s failed: %s", path, exc)
         raise
     result.checks = checks.items
     say("validating the restored database")
@@ -714,7 +717,7 @@ def _live_counts(database: str) -> dict[str, int]:
         return {}
 
 
-def _swap_stage(engine, database, alias, scratch, migrate, safety_backup, actor, result, say) -> None:
+def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backup, actor, result, say) -> None:
     """Safety backup, migrations and log on the scratch, then the swap. Raises RestoreFailed."""
     if safety_backup:
         say("taking a safety backup of the live database")
@@ -723,8 +726,8 @@ def _swap_stage(engine, database, alias, scratch, migrate, safety_backup, actor,
         except DbtoolsError as exc:
             raise RestoreFailed(f"the safety backup failed, nothing was changed: {exc}") from exc
         result.safety_backup = str(backup.path)
-    if migrate:
-        say("applying pending migrations to the scratch database")
+    if migrate and pending:
+        say(f"applying {len(pending)} pending migration(s) to the scratch database")
         try:
             result.migrations_applied = migrate_scratch(alias)
         except Exception as exc:
@@ -734,7 +737,7 @@ def _swap_stage(engine, database, alias, scratch, migrate, safety_backup, actor,
         result.operations_carried = carry_operations_log(database, alias)
     except DatabaseError as exc:
         message = f"the operations log was not carried over ({str(exc).splitlines()[0]}); it is in the safety backup"
-        logger.warning(message)
+        logger.info(message)
         result.warnings.append(message)
     connections[alias].close()
     say("swapping")
@@ -759,7 +762,7 @@ def _validate(database: str, actor: str | None, result: RestoreResult) -> None:
         report = validate_database(database, actor=actor)
     except Exception as exc:
         message = f"validation could not run after the restore: {exc}"
-        logger.warning(message)
+        logger.info(message)
         result.warnings.append(message)
         return
     result.validation_ok = report.ok

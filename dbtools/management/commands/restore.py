@@ -6,7 +6,6 @@ Exit status: 0 restored (or would restore), 1 refused or failed, 2 could not run
 """
 
 import json
-import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
@@ -90,11 +89,11 @@ class Command(BaseCommand):
 
     def _confirm(self, plan) -> bool:
         self.stdout.write(plan.describe())
-        if not sys.stdin.isatty():
-            # Nobody can answer: refuse rather than hang or guess (use --noinput in scripts).
-            self.stderr.write("no terminal to confirm on; use --noinput to restore without asking")
+        self.stdout.flush()
+        try:
+            answer = input("Type 'yes' to replace the database: ")
+        except EOFError:  # nobody to answer (stdin closed): no restore (scripts use --noinput)
             return False
-        answer = input("Type 'yes' to replace the database: ")
         return answer.strip().lower() == "yes"
 
     def _print_check(self, result, as_json: bool, verbosity: int) -> None:
