@@ -84,7 +84,8 @@ class SQLiteEngine(Engine):
                 outcome.checks.append(Check("structure", False, "no checks ran"))
             return outcome
         finally:
-            copy.unlink(missing_ok=True)
+            for leftover in (copy, Path(f"{copy}-journal"), Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+                leftover.unlink(missing_ok=True)
 
     def _check_file(self, path, level: str, expected_tables=()):
         """Header, page count, quick_check (full: integrity_check + foreign_key_check), tables, rows."""

@@ -54,11 +54,11 @@ def scratch_leftovers() -> list[str]:
         return [r[0] for r in cursor.fetchall()]
 
 
-def closed_port_url(password: str) -> str:
+def closed_port_url(password: str, directory) -> str:
     """A DATABASE_URL of this engine that cannot connect, with a password that must never be printed."""
     if connection.vendor == "sqlite":
         # A directory where the database file should be: SQLite cannot open it.
-        return "sqlite:////"
+        return f"sqlite:///{directory}"
     scheme = {"postgresql": "postgres", "mysql": "mysql"}[connection.vendor]
     return f"{scheme}://root:{password}@127.0.0.1:1/nowhere"
 
