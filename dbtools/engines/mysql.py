@@ -309,6 +309,7 @@ class MySQLEngine(Engine):
                 import logging
 
                 logging.getLogger("dbtools.restore").warning("the replaced tables were left in %s: %s", old, exc)
+            cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
 
     def swap_description(self) -> str:
         return "all tables moved by one atomic RENAME TABLE statement from the scratch database"
