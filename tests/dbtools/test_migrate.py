@@ -1,0 +1,80 @@
+"""manage.py migrate takes a backup first, only when there is something to migrate."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from dbtools.backup import list_backups
+from dbtools.models import OperationLog
+
+from .backup_support import empty_database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_table_exists() -> bool:
+    with connection.cursor() as cursor:
+        return "django_session" in connection.introspection.table_names(cursor)
+
+
+@pytest.fixture
+def restore_sessions():
+    """Whatever a test does to the sessions app, the schema is whole again afterwards."""
+    yield
+    call_command("migrate", "sessions", no_backup=True, verbosity=0)
+
+
+def test_a_backup_is_taken_only_when_there_is_something_to_migrate(restore_sessions):
+    out = io.StringIO()
+    call_command("migrate", verbosity=1, stdout=out)
+    assert list_backups() == []  # nothing to migrate: no backup
+    assert "Pre-migrate backup" not in out.getvalue()
+
+    out = io.StringIO()
+    call_command("migrate", "sessions", "zero", verbosity=1, stdout=out)
+    [first] = list_backups()
+    assert first.reason == "pre-migrate" and first.verified
+    assert f"Pre-migrate backup: {first.path}" in out.getvalue()
+    assert "django_session" in first.manifest.row_counts  # taken before the table was dropped
+    assert not session_table_exists()
+
+    call_command("migrate", verbosity=0)
+    assert len(list_backups()) == 2
+    assert session_table_exists()
+    entry = OperationLog.objects.filter(operation="migrate").first()
+    assert entry.outcome == "success" and "sessions.0001_initial" in entry.details["plan"]
+
+
+def test_no_backup_skips_it(restore_sessions):
+    call_command("migrate", "sessions", "zero", no_backup=True, verbosity=0)
+    assert list_backups() == []
+    assert not session_table_exists()
+
+
+def test_a_failed_backup_stops_the_migration_before_anything_changes(settings, tmp_path, restore_sessions):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    settings.MCMANAGER_BACKUP_DIR = blocker / "backups"
+    with pytest.raises(CommandError) as exc:
+        call_command("migrate", "sessions", "zero", verbosity=0)
+    assert exc.value.returncode == 2
+    assert "nothing was migrated" in str(exc.value)
+    assert session_table_exists()  # still migrated: nothing changed
+
+
+def test_a_fresh_empty_database_migrates_without_a_backup(manage_py, settings):
+    url, drop = empty_database_url()
+    try:
+        done = manage_py("migrate", "-v", "1", env={"DATABASE_URL": url})
+        assert done.returncode == 0, done.stderr
+        assert "Applying accounts.0001_initial" in done.stdout
+        assert "Pre-migrate backup" not in done.stdout
+        assert list_backups() == []
+        done = manage_py("migrate", "-v", "1", env={"DATABASE_URL": url})
+        assert done.returncode == 0 and "No migrations to apply" in done.stdout
+        assert list_backups() == []
+    finally:
+        drop()
