@@ -650,6 +650,8 @@ def restore_backup(
     checks = _Checks()
     try:
         with database_lock(database, "restore"):
+            for name in engine.drop_swap_leftovers():
+                logger.info("dropped %s, left behind by an interrupted restore", name)
             say("checking the file")
             manifest = _check_file(path, engine, database, force, checks)
             result = RestoreResult(

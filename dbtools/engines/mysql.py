@@ -269,14 +269,14 @@ class MySQLEngine(Engine):
         ``RENAME TABLE live.a TO old.a, ..., scratch.a TO live.a, ...``, which MariaDB
         (10.6+, atomic DDL) applies entirely or not at all, even if the client or the
         server dies meanwhile. Foreign keys follow their tables. The replaced tables wait
-        in ``mcm_old_<pid>_<random>`` and are dropped afterwards; an interruption before
+        in ``<live>_old_<pid>_<random>`` and are dropped afterwards; an interruption before
         that leaves only that database behind.
         """
         import os
         import secrets
 
         live = self.settings_dict["NAME"]
-        old = f"mcm_old_{os.getpid()}_{secrets.token_hex(3)}"
+        old = f"{live[:30]}_old_{os.getpid()}_{secrets.token_hex(3)}"
 
         def q(name: str) -> str:
             return "`" + name.replace("`", "``") + "`"
@@ -313,6 +313,25 @@ class MySQLEngine(Engine):
 
     def swap_description(self) -> str:
         return "all tables moved by one atomic RENAME TABLE statement from the scratch database"
+
+    def drop_swap_leftovers(self) -> list[str]:
+        """Drop databases of replaced tables an interrupted restore of this database left behind.
+
+        Called with the database lock held: only a restore holding it creates
+        ``<live>_old_<pid>_<random>``, so every such database is a leftover.
+        """
+        import re
+
+        live = self.settings_dict["NAME"]
+        pattern = re.compile(rf"^{re.escape(live[:30])}_old_\d+_[0-9a-f]{{6}}$")
+        dropped = []
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT schema_name FROM information_schema.schemata")
+            for (name,) in cursor.fetchall():
+                if pattern.match(name):
+                    cursor.execute("DROP DATABASE IF EXISTS `" + name.replace("`", "``") + "`")
+                    dropped.append(name)
+        return dropped
 
     # --- monitoring and validation ---------------------------------------
 

@@ -362,6 +362,28 @@ class PostgreSQLEngine(Engine):
     def swap_description(self) -> str:
         return "the scratch database renamed to the live name in one transaction (ALTER DATABASE ... RENAME)"
 
+    def drop_swap_leftovers(self) -> list[str]:
+        """Drop replaced databases an interrupted restore of this database left behind.
+
+        Called with the database lock held: only a restore holding it creates
+        ``<live>_old_<pid>_<random>``, so every such database is a leftover.
+        """
+        import re
+
+        from psycopg import sql
+
+        live = self.settings_dict["NAME"]
+        pattern = re.compile(rf"^{re.escape(live[:30])}_old_\d+_[0-9a-f]{{6}}$")
+        dropped = []
+        with self._maintenance_connection() as conn:
+            rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{live[:30]}_old_%"])
+            names = [r[0] for r in rows]
+            for name in names:
+                if pattern.match(name):
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                    dropped.append(name)
+        return dropped
+
     # --- monitoring and validation ---------------------------------------
 
     def database_size(self) -> dict:

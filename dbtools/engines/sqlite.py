@@ -240,6 +240,10 @@ class SQLiteEngine(Engine):
     def swap_description(self) -> str:
         return "copied into the live file by the SQLite backup API in one write transaction"
 
+    def drop_swap_leftovers(self) -> list[str]:
+        """Nothing to drop: the SQLite swap writes into the live file and leaves no second database."""
+        return []
+
     # --- monitoring and validation ---------------------------------------
 
     def _pragma(self, cursor, name: str) -> int:
