@@ -498,6 +498,8 @@ def carry_operations_log(database: str, alias: str) -> int:
     def key(row: dict) -> tuple:
         return (row["started_at"], row["operation"], row["actor"], row["database"], row["file"], row["outcome"])
 
+    if OperationLog._meta.db_table not in connections[database].introspection.table_names():
+        return 0  # a live database without a log (empty, or older than dbtools): nothing to keep
     live_rows = list(OperationLog.objects.using(database).order_by("started_at", "id").values(*fields))
     with transaction.atomic(using=alias):
         backup_rows = list(OperationLog.objects.using(alias).order_by("started_at", "id").values(*fields))
@@ -726,7 +728,10 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         try:
             backup = _backup_api().create_backup(database=database, reason="pre-restore", actor=actor, take_lock=False)
         except DbtoolsError as exc:
-            raise RestoreFailed(f"the safety backup failed, nothing was changed: {exc}") from exc
+            raise RestoreFailed(
+                f"the safety backup failed, nothing was changed: {exc} "
+                "(--no-safety-backup restores without one, e.g. over a database that is beyond saving)"
+            ) from exc
         result.safety_backup = str(backup.path)
     if migrate and pending:
         say(f"applying {len(pending)} pending migration(s) to the scratch database")

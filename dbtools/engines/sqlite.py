@@ -215,6 +215,11 @@ class SQLiteEngine(Engine):
         content after it; a SIGKILL before the commit leaves the old database, after it the
         new one. Renaming a file instead would leave open connections on the unlinked
         inode and separate the database from its WAL.
+
+        The one exception: a live file that is not a database at all (a broken disk, a
+        file overwritten by accident) cannot be a backup destination; no connection can
+        use it either, so it is replaced by a rename (atomic on POSIX), its stale WAL and
+        shared-memory files removed first so SQLite never replays them into the new file.
         """
         import sqlite3
 
@@ -232,10 +237,41 @@ class SQLiteEngine(Engine):
                     source.execute(f"PRAGMA page_size={int(page_size)}")
                     source.execute("VACUUM")
                 source.backup(target)  # pages=-1: one step, one transaction
+                return
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc):
+                    raise
             finally:
                 target.close()
+            self._replace_unusable_file(source, live)
         finally:
             source.close()
+
+    @staticmethod
+    def _replace_unusable_file(source, live: str) -> None:
+        import os
+        import sqlite3
+        from pathlib import Path
+
+        from ..streams import fsync_directory, unique_suffix
+
+        live_path = Path(live)
+        tmp = live_path.with_name(f".{live_path.name}.restore-{unique_suffix()}")
+        try:
+            copy = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                source.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")  # a standalone file, no -wal beside it
+            finally:
+                copy.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            for stale in (Path(f"{live}-wal"), Path(f"{live}-shm"), Path(f"{live}-journal")):
+                stale.unlink(missing_ok=True)
+            os.replace(tmp, live_path)
+            fsync_directory(live_path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def swap_description(self) -> str:
         return "copied into the live file by the SQLite backup API in one write transaction"
