@@ -221,5 +221,8 @@ LOGGING = {
             "handlers": ["console"],
             "level": env_str("MCMANAGER_LOG_LEVEL", "WARNING"),
         },
+        # django-health-check logs every failed check with a traceback at WARNING; a
+        # failed check is an answer (in /health/ and the command), not a crash.
+        "health_check": {"level": "ERROR"},
     },
 }

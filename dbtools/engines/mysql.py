@@ -393,6 +393,6 @@ class MySQLEngine(Engine):
         ]
         return indexes, set(found)
 
-    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset()) -> list[dict]:
+    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False) -> list[dict]:
         """None cheap enough to run: CHECK TABLE reads every row and locks the table."""
         return []

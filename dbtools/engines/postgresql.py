@@ -453,7 +453,7 @@ class PostgreSQLEngine(Engine):
         ]
         return indexes, set(found)
 
-    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset()) -> list[dict]:
+    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False) -> list[dict]:
         """Invalid indexes (a failed CREATE INDEX CONCURRENTLY leaves one behind) in this schema."""
         with self.connection.cursor() as cursor:
             cursor.execute(

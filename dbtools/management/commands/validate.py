@@ -15,6 +15,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument(
+            "--deep",
+            action="store_true",
+            help="Also run the engine's slowest integrity check (SQLite: integrity_check, "
+            "tens of seconds at a million rows, instead of quick_check).",
+        )
         scope = parser.add_mutually_exclusive_group()
         scope.add_argument("--data-only", action="store_true", help="Only the data rules.")
         scope.add_argument("--schema-only", action="store_true", help="Only the schema and migration checks.")
@@ -25,6 +31,7 @@ class Command(BaseCommand):
                 options["database"],
                 data=not options["schema_only"],
                 schema=not options["data_only"],
+                deep=options["deep"],
             )
         except DbtoolsError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from None
