@@ -322,6 +322,10 @@ class PostgreSQLEngine(Engine):
 
         live = self.settings_dict["NAME"]
         old = f"{live[:30]}_old_{os.getpid()}_{secrets.token_hex(3)}"
+        # pg_restore leaves the planner without statistics; gather them before the
+        # application's first query, not after autovacuum gets round to it.
+        with self._psycopg_connect(scratch, autocommit=True) as conn:
+            conn.execute("ANALYZE")
         self.connection.close()
         with self._maintenance_connection() as conn:
             owner = conn.execute(
