@@ -215,10 +215,14 @@ def _duplicate_rows(model, database, keys: dict, condition: Q | None = None, nul
     if nulls_distinct:
         # SQL unique indexes treat NULLs as distinct: rows with a NULL never collide.
         keyed = keyed.filter(**{f"{name}__isnull": False for name in names})
-    if len(names) == 1:
+    from .engines import get_engine
+
+    plain_columns = all(isinstance(e, F) for e in keys.values())
+    if len(names) == 1 and not (plain_columns and get_engine(database).duplicates_by_index_probe):
         groups = base.annotate(**keys).values(*names).annotate(_dbtools_n=Count("pk")).filter(_dbtools_n__gt=1)
         return keyed.filter(**{f"{names[0]}__in": groups.values(*names)})
-    # Several columns: a correlated EXISTS on the same key finds the rows of each group.
+    # Several columns (or an engine faster at index probes than at sorting): a correlated
+    # EXISTS on the same key finds the rows of each group.
     other = (
         base.alias(**keys).filter(**{name: models.OuterRef(name) for name in names}).exclude(pk=models.OuterRef("pk"))
     )

@@ -390,6 +390,10 @@ class PostgreSQLEngine(Engine):
 
     # --- monitoring and validation ---------------------------------------
 
+    # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat
+    # sorting a million strings under the database's collation (about 4 s).
+    duplicates_by_index_probe = True
+
     def database_size(self) -> dict:
         """What the server reports for the whole database (tables, indexes, TOAST)."""
         with self.connection.cursor() as cursor:

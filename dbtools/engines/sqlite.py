@@ -282,6 +282,9 @@ class SQLiteEngine(Engine):
 
     # --- monitoring and validation ---------------------------------------
 
+    # Duplicate search: GROUP BY ... HAVING COUNT(*) > 1 is the faster plan here.
+    duplicates_by_index_probe = False
+
     def _pragma(self, cursor, name: str) -> int:
         cursor.execute(f"PRAGMA {name}")
         return int(cursor.fetchone()[0])

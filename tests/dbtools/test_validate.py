@@ -337,3 +337,77 @@ def test_command_cannot_run(manage_py):
     assert "cannot reach" in done.stderr
     assert "s3cret-pw" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_deep_runs_integrity_check(db, monkeypatch):
+    from dbtools.engines import get_engine
+
+    ran = []
+    engine_class = type(get_engine())
+    real = engine_class.integrity_problems
+
+    def spy(self, covered, deep=False):
+        ran.append(deep)
+        return real(self, covered, deep=deep)
+
+    monkeypatch.setattr(engine_class, "integrity_problems", spy)
+    assert run_validation(data=False).ok
+    assert run_validation(data=False, deep=True).ok
+    assert ran == [False, True]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_sqlite_damaged_index_is_found(manage_py, tmp_path):
+    """An index that no longer matches its table: quick_check misses it, integrity_check (--deep) finds it."""
+    import shutil
+    import sqlite3
+
+    alice = make_user("alice")
+    for i in range(5):
+        make_server(f"srv{i}", alice, port=30000 + i)
+    copy = tmp_path / "damaged.sqlite3"
+    connection.close()
+    shutil.copy(connection.settings_dict["NAME"], copy)
+    raw = sqlite3.connect(copy)
+    # Make the port index claim to index memory_mb: its entries no longer match the rows.
+    (index,) = raw.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'servers_server' AND sql LIKE '%(\"port\")%'"
+    ).fetchone()
+    raw.execute("PRAGMA writable_schema = ON")
+    raw.execute("UPDATE sqlite_master SET sql = replace(sql, '(\"port\")', '(\"memory_mb\")') WHERE name = ?", [index])
+    raw.commit()
+    raw.close()
+    import json
+
+    done = manage_py("validate", "--schema-only", "--json", env={"DATABASE_URL": f"sqlite:///{copy}"})
+    # The port index looks gone (it says memory_mb); quick_check does not compare index entries.
+    assert done.returncode == 1, done.stderr
+    problems = json.loads(done.stdout)["problems"]
+    assert [p["rule"] for p in problems["missing_indexes"]] == ["indexes_exist"]
+    assert problems["schema_inconsistencies"] == []
+    done = manage_py("validate", "--schema-only", "--deep", "--json", env={"DATABASE_URL": f"sqlite:///{copy}"})
+    assert done.returncode == 1, done.stderr
+    problems = json.loads(done.stdout)["problems"]["schema_inconsistencies"]
+    assert [p["rule"] for p in problems] == ["sqlite_integrity_check"]
+    assert any(index in line for line in problems[0]["sample_ids"])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("mysql")
+def test_mariadb_missing_index_and_check(manage_py):
+    # MariaDB commits DDL at once, so the test puts back what it drops.
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+    port_index = next(n for n, i in constraints.items() if i["index"] and i["columns"] == ["port"])
+    execute(f"DROP INDEX `{port_index}` ON servers_server")
+    execute("ALTER TABLE servers_server DROP CONSTRAINT server_port_range")
+    try:
+        report = run_validation(data=False)
+        assert find(report, "missing_indexes", "indexes_exist").sample_ids == ["port"]
+        assert find(report, "missing_constraints", "constraints_exist").sample_ids == ["server_port_range"]
+    finally:
+        execute(f"CREATE INDEX `{port_index}` ON servers_server (port)")
+        execute("ALTER TABLE servers_server ADD CONSTRAINT server_port_range CHECK (port >= 1024 AND port <= 65535)")
+    assert run_validation(data=False).ok
