@@ -4,12 +4,13 @@ import datetime as dt
 import json
 
 import pytest
+from django.db import transaction
 from django.db.models import CheckConstraint, Count, F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
-from bench.datagen import GenerationError, generate
+from bench.datagen import SERVER_FIELDS, GenerationError, _Writer, generate
 from servers.models import Configuration, Server
 
 NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
@@ -145,3 +146,21 @@ def test_command_adds_the_data_and_reports_it(manage_py):
     bad = manage_py("generate_demo_data", "--users", "-1")
     assert bad.returncode == 2
     assert "Traceback" not in bad.stderr and "negative" in bad.stderr
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.django_db
+def test_sqlite_rows_loaded_without_per_row_checks_are_checked_before_commit():
+    """SQLite skips CHECK per row while generating; each batch is checked set-based instead."""
+    owner = User.objects.create_user("owner_one")
+    stamp = "2026-01-01 00:00:00"
+    bad = [
+        (1, "port-80-server", owner.pk, 80, 2048, "Stopped", "survival", "normal", "1.21.4", "", "", 20, False, True)
+    ]
+    writer = _Writer("default")
+    with writer.fast_mode(), pytest.raises(GenerationError, match="CHECK constraint"), transaction.atomic():
+        writer.write(Server, SERVER_FIELDS, [(*bad[0], stamp, stamp)])
+        writer.verify(Server, 1, 1)
+    assert not Server.objects.exists()
+    with pytest.raises(Exception, match="CHECK constraint"), transaction.atomic():
+        writer.write(Server, SERVER_FIELDS, [(*bad[0], stamp, stamp)])  # checks are back on
