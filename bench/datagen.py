@@ -481,8 +481,8 @@ def _generate_users(writer, User, rng, clock, start, total, batch_size, progress
                     last_login,
                     username,
                     email,
-                    r() < 0.002,
-                    r() < 0.95,
+                    int(r() < 0.002),
+                    int(r() < 0.95),
                     ago(age),
                 )
             )
@@ -559,8 +559,9 @@ def _generate_servers(
         picks = [[table[int(r() * len(table))] for _ in loop] for table in tables]
         seeds = ["" if r() < 0.6 else str(int(r() * 10**12)) for _ in loop]
         players = [MAX_PLAYERS[int(r() * n_maxp)] for _ in loop]
-        hardcore = [r() < 0.05 for _ in loop]
-        pvp = [r() < 0.8 for _ in loop]
+        # Flags as 0/1: every driver binds an int directly (a bool goes through adaptation).
+        hardcore = [int(r() < 0.05) for _ in loop]
+        pvp = [int(r() < 0.8) for _ in loop]
         # Created after the owner joined; updated after it was created, mostly lately.
         if ages is not None:
             created = [int(ages[o - new_lo] * r()) for o in owners]
@@ -575,8 +576,11 @@ def _generate_servers(
         # table then grow at a few places instead of one random page per row.
         # Across batches the two orders stay unrelated.
         order = sorted(loop, key=names.__getitem__)
-        first = start + offset
-        return list(zip(range(first, first + count), *([column[k] for k in order] for column in columns), strict=True))
+        ids = [0] * count
+        for server_id, k in enumerate(order, start + offset):
+            ids[k] = server_id
+        rows = list(zip(ids, *columns, strict=True))
+        return list(map(rows.__getitem__, order))
 
     _write_batches(writer, Server, SERVER_FIELDS, total, batch_size, progress, "servers", make_rows)
     return n_active
