@@ -128,6 +128,9 @@ class Rule:
     queryset: Callable[[], models.QuerySet]
     message: str
     fix: str
+    # For row-by-row rules (a CHECK, a timestamp): the condition a good row meets. Such
+    # rules of one table are counted together in one scan; each still gets its own count.
+    condition: Q | None = None
 
     @property
     def table(self) -> str:
@@ -243,6 +246,7 @@ def constraint_rules(database: str, model_list) -> list[Rule]:
                         model=model,
                         name=constraint.name,
                         queryset=lambda m=model, c=constraint: _check_violations(m, c, database),
+                        condition=constraint.condition,
                         message=f"{_label(model)} rows break the check {constraint.name}"
                         + (f" ({message})" if message else ""),
                         fix=f"Correct or delete those {table} rows; the rule is {_label(model)}.Meta.constraints['{constraint.name}'].",
@@ -306,7 +310,9 @@ def inconsistency_rules(database: str, model_list) -> list[Rule]:
 
         def port_clash():
             # Stopped servers may share a port; two running (or starting) ones cannot both bind it.
-            live = Server._base_manager.using(database).filter(status__in_exact=active)
+            # The plain IN lets MariaDB use the status index (its collation ignores case);
+            # in_exact then keeps exactly these values on every engine.
+            live = Server._base_manager.using(database).filter(status__in=active, status__in_exact=active)
             clashing = live.values("port").annotate(n=Count("pk")).filter(n__gt=1).values("port")
             return live.filter(port__in=clashing)
 
@@ -345,6 +351,7 @@ def inconsistency_rules(database: str, model_list) -> list[Rule]:
                         queryset=lambda m=model, f=f: m._base_manager.using(database).filter(
                             **{f"{f.attname}__gt": now}
                         ),
+                        condition=Q(**{f"{f.attname}__lte": now}),
                         message=f"{_label(model)}.{f.name} is in the future",
                         fix=f"Check the clock of whatever wrote them, then set {f.column} to a true time (e.g. now).",
                     )
@@ -364,11 +371,29 @@ def _run_rule(rule: Rule, database: str) -> Problem | None:
     connection = connections[database]
     # A failing query must not poison the caller's transaction (PostgreSQL aborts it).
     with transaction.atomic(using=database, savepoint=connection.in_atomic_block):
-        queryset = rule.queryset()
-        count = queryset.count()
-        if not count:
-            return None
-        samples = list(queryset.order_by("pk").values_list("pk", flat=True)[:SAMPLE_SIZE])
+        count = rule.queryset().count()
+        return _problem(rule, count) if count else None
+
+
+def _run_row_rules(rules: list[Rule], database: str) -> list[Problem]:
+    """Count the rows failing each of these rules (all on one table) in a single scan.
+
+    A row fails where its rule's condition is FALSE (NULL passes, as a CHECK does).
+    Sample ids are then fetched only for the rules that found something.
+    """
+    connection = connections[database]
+    queryset = rules[0].model._base_manager.using(database)
+    counts = {}
+    for i, rule in enumerate(rules):
+        queryset = queryset.alias(**{f"_dbtools_ok{i}": ExpressionWrapper(rule.condition, output_field=BooleanField())})
+        counts[f"_dbtools_n{i}"] = Count("pk", filter=Q(**{f"_dbtools_ok{i}": False}))
+    with transaction.atomic(using=database, savepoint=connection.in_atomic_block):
+        found = queryset.aggregate(**counts)
+        return [_problem(rule, found[f"_dbtools_n{i}"]) for i, rule in enumerate(rules) if found[f"_dbtools_n{i}"]]
+
+
+def _problem(rule: Rule, count: int) -> Problem:
+    samples = list(rule.queryset().order_by("pk").values_list("pk", flat=True)[:SAMPLE_SIZE])
     return Problem(
         category=rule.category,
         table=rule.table,
@@ -586,11 +611,18 @@ def run_validation(
         report.problems += [p for p in structure if p.category in ("missing_tables", "missing_columns")]
     runnable = [m for m in model_list if m._meta.db_table in usable]
     if data:
-        for rule in data_rules(database, runnable):
-            report.rules_run += 1
+        rules = data_rules(database, runnable)
+        report.rules_run += len(rules)
+        row_rules: dict[str, list[Rule]] = {}
+        for rule in rules:
+            if rule.condition is not None:
+                row_rules.setdefault(rule.table, []).append(rule)
+                continue
             problem = _run_rule(rule, database)
             if problem is not None:
                 report.problems.append(problem)
+        for table_rules in row_rules.values():
+            report.problems += _run_row_rules(table_rules, database)
     if schema:
         # Rows of the model tables are the data rules' business (with ids and a fix);
         # the engine's check covers the file's structure and the tables Django does not know.
