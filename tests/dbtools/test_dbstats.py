@@ -121,3 +121,30 @@ def test_command_unreachable(manage_py):
     assert done.returncode == 2
     assert "cannot reach" in done.stderr and "hunter2" not in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_newest_backup_age_and_verification():
+    from dbtools.backup import create_backup, list_backups
+
+    populate()
+    create_backup(actor="tests")
+    (info,) = list_backups()
+    stats = collect_stats()
+    newest = stats.backup["newest"]
+    assert newest["name"] == info.name
+    assert newest["verified"] is True and newest["verification_level"] == info.verification_level
+    assert 0 <= newest["age_seconds"] < 600
+    assert stats.backup["newest_verified"]["name"] == info.name
+    text = stats.as_prometheus()
+    assert re.search(r"^mcmanager_backup_newest_verified\{[^}]*\} 1$", text, re.M)
+    assert re.search(r"^mcmanager_backups\{[^}]*\} 1$", text, re.M)
+
+
+def test_seed_get_database_stats(db):
+    from dbtools.api import DatabaseMonitor
+
+    populate()
+    stats = DatabaseMonitor().get_database_stats()
+    assert stats["table_counts"] == {"users": 2, "servers": 7, "configurations": 1}
+    assert {"database_size", "connection_info", "performance_metrics"} <= set(stats)

@@ -411,3 +411,18 @@ def test_mariadb_missing_index_and_check(manage_py):
         execute(f"CREATE INDEX `{port_index}` ON servers_server (port)")
         execute("ALTER TABLE servers_server ADD CONSTRAINT server_port_range CHECK (port >= 1024 AND port <= 65535)")
     assert run_validation(data=False).ok
+
+
+def test_seed_validator_names(planted):
+    from dbtools.api import DatabaseValidator
+
+    alice = make_user("alice")
+    srv = make_server("srv", alice)
+    with constraints_off():
+        execute("UPDATE servers_server SET owner_id = %s WHERE id = %s", [alice.pk + 500, srv.pk])
+    data = DatabaseValidator().validate_data_integrity()
+    assert set(data) == {"foreign_key_violations", "constraint_violations", "data_inconsistencies", "orphaned_records"}
+    assert [p["sample_ids"] for p in data["orphaned_records"]] == [[srv.pk]]
+    schema = DatabaseValidator().validate_schema()
+    assert {"missing_tables", "missing_columns", "schema_inconsistencies", "unapplied_migrations"} <= set(schema)
+    assert all(v == [] for v in schema.values())
