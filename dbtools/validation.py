@@ -95,6 +95,15 @@ class ValidationReport:
     def problem_count(self) -> int:
         return len(self.problems)
 
+    @property
+    def summary(self) -> str:
+        """ "no problems" or "2 problems (13 rows or items)"."""
+        if self.ok:
+            return "no problems"
+        rows = sum(p.count for p in self.problems)
+        noun = "problem" if self.problem_count == 1 else "problems"
+        return f"{self.problem_count} {noun} ({rows} {'row or item' if rows == 1 else 'rows or items'})"
+
     def by_category(self, categories: Iterable[str] = CATEGORIES) -> dict[str, list[dict]]:
         grouped: dict[str, list[dict]] = {c: [] for c in categories}
         for problem in self.problems:
@@ -649,11 +658,7 @@ def validate_database(
     with record_operation("validate", database=database, actor=actor) as record:
         report = run_validation(database, data=data, schema=schema, deep=deep)
         record.outcome = "success" if report.ok else "failure"
-        record.message = (
-            "no problems found"
-            if report.ok
-            else f"{report.problem_count} problems found ({sum(p.count for p in report.problems)} rows or items)"
-        )
+        record.message = "no problems found" if report.ok else f"found {report.summary}"
         record.details = {
             "ok": report.ok,
             "problem_count": report.problem_count,

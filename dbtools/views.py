@@ -137,5 +137,5 @@ def validate_now(request):
                 request, f"Validation found no problems ({report.rules_run} rules, {report.duration_ms} ms)."
             )
         else:
-            messages.warning(request, f"Validation found {report.problem_count} problems.")
+            messages.warning(request, f"Validation found {report.summary}.")
     return HttpResponseRedirect(reverse("dbtools-health-dashboard"))

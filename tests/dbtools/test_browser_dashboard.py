@@ -74,6 +74,21 @@ def test_admin_backs_up_from_the_dashboard(browser, live_server):
     assert "Validation found no problems" in page.inner_text("ul.messagelist")
     assert "clean" in page.inner_text("#validation").lower()
 
+    # Two servers running on one port: the next validation shows them, with their ids.
+    from servers.models import Server
+
+    boss = User.objects.get(username="boss")
+    a = Server.objects.create(server_name="lobby", owner=boss, status="Running", port=25570)
+    b = Server.objects.create(server_name="survival", owner=boss, status="Starting", port=25570)
+    page.click("#validate-now")
+    page.wait_for_load_state()
+    assert "Validation found 1 problem (2 rows or items)" in page.inner_text("ul.messagelist")
+    row = page.locator("#validation tr.problem-row")
+    assert row.count() == 1
+    assert "active_port_unique" in row.inner_text() and f"{a.pk}, {b.pk}" in row.inner_text()
+    assert "The database is degraded" in page.inner_text("#verdict")
+    page.screenshot(path=str(ARTIFACTS / "admin-health-dashboard-problems.png"), full_page=True)
+
 
 @pytest.mark.django_db(transaction=True)
 def test_player_is_refused(browser, live_server):

@@ -319,7 +319,7 @@ def test_command_exit_codes(manage_py):
     assert report["ok"] is False
     (problem,) = report["problems"]["data_inconsistencies"]
     assert problem["sample_ids"] == sorted([a.pk, b.pk])
-    assert "1 problems" in done.stderr and "Traceback" not in done.stderr
+    assert "found 1 problem (2 rows or items)" in done.stderr and "Traceback" not in done.stderr
 
     done = manage_py("validate", "--schema-only")
     assert done.returncode == 0, done.stdout + done.stderr

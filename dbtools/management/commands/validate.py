@@ -41,7 +41,7 @@ class Command(BaseCommand):
             self.print_report(report, options["verbosity"])
         if not report.ok:
             raise CommandError(
-                f"validation found {report.problem_count} problems in {report.engine} database '{report.database}'",
+                f"validation found {report.summary} in {report.engine} database '{report.database}'",
                 returncode=1,
             )
 
@@ -60,4 +60,4 @@ class Command(BaseCommand):
                 more = " ..." if problem.count > len(problem.sample_ids) else ""
                 self.stdout.write(f"  {label}: {', '.join(str(i) for i in problem.sample_ids)}{more}")
             self.stdout.write(f"  fix: {problem.fix}")
-        self.stdout.write(f"{report.problem_count} problems ({summary}).")
+        self.stdout.write(f"{report.summary[0].upper()}{report.summary[1:]}; {summary}.")
