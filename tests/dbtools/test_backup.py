@@ -212,3 +212,20 @@ def test_command_prints_the_path_and_is_quiet_with_v0(manage_py, settings):
     result = json.loads(done.stdout)
     assert result["verification"]["ok"] is True and result["verification"]["level"] == "full"
     assert len(list_backups()) == 3
+
+
+@pytest.mark.engines("postgresql", "mysql")
+def test_the_password_goes_through_the_environment_never_argv(monkeypatch, vendor):
+    from django.db import connection
+
+    from dbtools.engines import get_engine
+
+    monkeypatch.setitem(connection.settings_dict, "PASSWORD", "pw-Never-In-Argv")
+    engine = get_engine()
+    if vendor == "postgresql":
+        argv, env = engine._pg_command("pg_dump")
+        assert env["PGPASSWORD"] == "pw-Never-In-Argv"
+    else:
+        argv, env = engine._client_command("mariadb-dump")
+        assert env["MYSQL_PWD"] == "pw-Never-In-Argv"
+    assert not any("pw-Never-In-Argv" in arg for arg in argv)
