@@ -34,12 +34,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
+from . import backup as backups
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, RestoreFailed, RestoreRefused, VerificationFailed
-from .streams import Check as _StreamCheck
+from .locks import database_lock
+from .oplog import record_operation
+from .retention import RetentionPolicy
+from .streams import Check
 
 logger = logging.getLogger("dbtools.restore")
 
@@ -52,18 +55,6 @@ FLASK_TABLES = frozenset({"user", "server", "configuration"})
 SHOWN_PREFIXES = ("accounts_", "servers_", "dbtools_")
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class Check:
-    """One check of a backup before a restore."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
 
 
 @dataclass
@@ -192,27 +183,28 @@ class _Checks:
         raise error(message)
 
 
-# --- backup.py adapters -------------------------------------------------------------
+# --- helpers -----------------------------------------------------------------------
 
 
-def _backup_api():
-    from . import backup
+def _engine_classes():
+    from .engines.mysql import MySQLEngine
+    from .engines.postgresql import PostgreSQLEngine
+    from .engines.sqlite import SQLiteEngine
 
-    return backup
+    return (SQLiteEngine, PostgreSQLEngine, MySQLEngine)
 
 
-def _display(engine_name: str | None) -> str:
-    """A manifest's engine as people say it (manifests store the Django vendor)."""
-    names = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
-    return names.get((engine_name or "").lower(), engine_name or "unknown")
+def _display(vendor: str | None) -> str:
+    """A vendor ("mysql", as manifests store it) as people say it ("MariaDB")."""
+    for engine_class in _engine_classes():
+        if engine_class.vendor == (vendor or "").lower():
+            return engine_class.display_name
+    return vendor or "unknown"
 
 
 def _manifest_field(manifest, name: str, default=None):
-    if manifest is None:
-        return default
-    if isinstance(manifest, dict):
-        return manifest.get(name, default)
-    return getattr(manifest, name, default)
+    """A field of the manifest, or ``default`` for a file restored without one (--force)."""
+    return default if manifest is None else getattr(manifest, name, default)
 
 
 def _isoformat(value) -> str | None:
@@ -224,10 +216,6 @@ def _isoformat(value) -> str | None:
 # --- finding the backup -------------------------------------------------------------
 
 
-def backup_dir() -> Path:
-    return Path(settings.MCMANAGER_BACKUP_DIR)
-
-
 def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: str) -> Path:
     """The backup file to restore: a path, a name in the backup directory, or the newest verified one."""
     if latest and source:
@@ -236,18 +224,17 @@ def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: 
         raise CouldNotRun("say which backup to restore: a file, a name in the backup directory, or --latest")
     engine = get_engine(database)
     if latest:
-        for info in _backup_api().list_backups():
-            engine_name = _manifest_field(info.manifest, "engine") or getattr(info, "engine", None)
-            if info.verified and info.problem is None and (engine_name or "").lower() == engine.vendor:
-                return Path(info.path)
-        raise RestoreRefused(f"no verified {engine.display_name} backup in {backup_dir()}")
+        newest = backups.latest_verified_backup(engine=engine.vendor)
+        if newest is not None:
+            return Path(newest.path)
+        raise RestoreRefused(f"no verified {engine.display_name} backup in {backups.backup_directory()}")
     path = Path(source).expanduser()
     if path.exists():
         return path
-    candidate = backup_dir() / str(source)
+    candidate = backups.backup_directory() / str(source)
     if not path.is_absolute() and candidate.exists():
         return candidate
-    raise CouldNotRun(f"no such backup: {source} (neither a file nor a name in {backup_dir()})")
+    raise CouldNotRun(f"no such backup: {source} (neither a file nor a name in {backups.backup_directory()})")
 
 
 # --- checks on the file -------------------------------------------------------------
@@ -311,9 +298,8 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
         checks.refuse("readable", f"{name} is empty (0 bytes)")
     checks.passed("readable", f"{size} bytes")
 
-    backup = _backup_api()
     try:
-        manifest = backup.read_manifest(path)
+        manifest = backups.read_manifest(path)
     except VerificationFailed as exc:
         if _looks_like_flask(path):
             checks.refuse("mcmanager database", FLASK_MESSAGE.format(name=name))
@@ -363,10 +349,10 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
         # The structural checks of backup verification (SQLite header and quick_check,
         # the whole pg_dump archive parses, the MariaDB dump is complete).
         try:
-            with backup.open_dump(path) as stream:
+            with backups.open_dump(path) as stream:
                 found, _ = engine.check_dump(stream, level="quick")
         except Exception as exc:
-            found = [_StreamCheck("structure", False, (str(exc).strip().splitlines() or [repr(exc)])[0])]
+            found = [Check("structure", False, (str(exc).strip().splitlines() or [repr(exc)])[0])]
         failed = [c for c in found if not c.ok]
         if failed:
             checks.refuse("structure", f"{name} is not a sound dump: {failed[0].name}: {failed[0].detail}")
@@ -376,19 +362,15 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
 
 def dump_vendor(path: Path) -> str | None:
     """Which engine's dump the file holds (after decompression), or None."""
-    from .engines.mysql import MySQLEngine
-    from .engines.postgresql import PostgreSQLEngine
-    from .engines.sqlite import SQLiteEngine
-
     try:
-        stream = _backup_api().open_dump(path)
+        stream = backups.open_dump(path)
         try:
             head = stream.read(4096)
         finally:
             stream.close()
     except Exception:  # unreadable, or a compressed stream that is not one
         return None
-    for engine_class in (SQLiteEngine, PostgreSQLEngine, MySQLEngine):
+    for engine_class in _engine_classes():
         if engine_class.looks_like_dump(head):
             return engine_class.vendor
     return None
@@ -539,7 +521,7 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
         if manifest is not None:
             stream = decompressing_reader(reader, _manifest_field(manifest, "compression") or "none")
         else:
-            stream = _backup_api().open_dump(path)
+            stream = backups.open_dump(path)
         load_error = None
         try:
             # An engine may offer a variant for restores (see MySQLEngine.load_for_restore).
@@ -643,9 +625,6 @@ def restore_backup(
     the old one, or the restored one when the failure came after the swap; the message
     says which), LockHeld / CouldNotRun (could not run).
     """
-    from .locks import database_lock
-    from .oplog import record_operation
-
     say = progress or (lambda message: None)
     t0 = time.monotonic()
     engine = get_engine(database)
@@ -716,7 +695,7 @@ def restore_backup(
 
 def _live_counts(database: str) -> dict[str, int]:
     try:
-        return _backup_api().count_rows(database)
+        return backups.count_rows(database)
     except Exception as exc:  # a damaged live database is a reason to restore, not to stop
         logger.warning("could not count the rows of the live database: %s", exc)
         return {}
@@ -727,7 +706,10 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
     if safety_backup:
         say("taking a safety backup of the live database")
         try:
-            backup = _backup_api().create_backup(database=database, reason="pre-restore", actor=actor, take_lock=False)
+            # No retention here: a restore must not prune backups (the one being restored among them).
+            backup = backups.create_backup(
+                database=database, reason="pre-restore", actor=actor, take_lock=False, retention=RetentionPolicy()
+            )
         except DbtoolsError as exc:
             raise RestoreFailed(
                 f"the safety backup failed, nothing was changed: {exc} "

@@ -241,6 +241,17 @@ def test_good_backup_restores(backup_file):
     assert "Restored" in out
 
 
+def test_restore_prunes_no_backup(backup_file, settings):
+    """The safety backup is not followed by retention: the restored backup stays."""
+    make_data("b", users=1)
+    newer = Path(create_backup(reason="manual").path)
+    settings.MCMANAGER_KEEP_LAST = 1
+    code, out, err = run_restore(str(backup_file), "--noinput")
+    assert code == 0, err
+    assert backup_file.exists() and newer.exists()
+    assert len([b for b in list_backups() if b.reason == "pre-restore"]) == 1
+
+
 def test_restore_by_name_and_latest_and_json(backup_file):
     make_data("b", users=1)
     code, out, err = run_restore(backup_file.name, "--noinput", "--no-safety-backup", "--json")
