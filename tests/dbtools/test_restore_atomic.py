@@ -212,3 +212,38 @@ def test_a_live_file_that_is_no_longer_a_database_is_restored(backup_file):
     connections.close_all()
     assert data_digest() == new
     assert _integrity_ok()
+
+
+WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=20)
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(
+        "INSERT INTO servers_configuration (key, value, description, updated_at) VALUES (?, 'v', '', '2026-01-01')",
+        (f"writer.{i}",),
+    )
+    conn.execute("COMMIT")
+"""
+
+
+@pytest.mark.engines("sqlite")
+def test_restore_while_another_process_writes(backup_file):
+    """A writer keeps committing during the restore: the swap waits its turn, nothing breaks."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, connection.settings_dict["NAME"]], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        call_command("restore", str(backup_file), "--noinput", stdout=StringIO())
+        assert writer.poll() is None, "the writer died"
+    finally:
+        writer.kill()
+        writer.wait()
+    from accounts.models import User
+
+    assert User.objects.count() == 3
+    assert _integrity_ok()
