@@ -575,6 +575,8 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
     """
     say = progress or (lambda message: None)
     t0 = time.monotonic()
+    if database not in connections:
+        raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
     path = resolve_source(source, latest=False, database=database) if source else None
     if path is None:
@@ -627,6 +629,8 @@ def restore_backup(
     """
     say = progress or (lambda message: None)
     t0 = time.monotonic()
+    if database not in connections:
+        raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
     path = resolve_source(source, latest=latest, database=database)
     checks = _Checks()

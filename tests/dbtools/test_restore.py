@@ -162,6 +162,11 @@ def test_no_file_and_no_latest_cannot_run(backup_file):
     assert_refused([str(backup_file), "--latest", "--noinput"], "not both", exit_code=2)
 
 
+def test_unknown_database_alias_cannot_run(backup_file):
+    assert_refused([str(backup_file), "--noinput", "--database", "nosuch"], "no database 'nosuch'", exit_code=2)
+    assert_refused(["--check", str(backup_file), "--database", "nosuch"], "no database 'nosuch'", exit_code=2)
+
+
 def test_latest_without_a_verified_backup_is_refused(settings):
     make_data("a", users=1)
     directory = Path(settings.MCMANAGER_BACKUP_DIR)
