@@ -301,6 +301,7 @@ class Results:
     rss: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     info: dict[str, str] = field(default_factory=dict)
+    startup: float = 0.0
 
     def add(self, engine: str, item: str, seconds: float) -> None:
         self.samples.setdefault((engine, item), []).append(seconds)
@@ -592,6 +593,33 @@ def sqlite_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> N
             bench.measure(
                 engine, "dbstats (command)", bench.ours(engine, "dbstats", "dbstats", "--json", rss_key="dbstats")
             )
+        if "generate" in groups:
+            bench.measure(engine, "generate_demo_data (rows/s)", lambda: generate_rate(engine))
+
+
+def generate_rate(engine: Engine) -> float:
+    """Rows per second of generate_demo_data into a fresh SQLite file (a tenth of the full bench size)."""
+    target = engine.workdir / "generate.sqlite3"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    fresh = Engine("sqlite", f"sqlite:///{target}", engine.workdir, engine.env)
+    try:
+        migrate = fresh.manage("migrate", "--no-input", "-v", "0", "--no-backup")
+        if not migrate.ok:
+            raise RuntimeError(migrate.first_error())
+        # A tenth of the full size whatever --scale says: a smaller run measures start-up, not throughput.
+        n_users, n_servers, n_configs = (n // 10 for n in (BASE_USERS, BASE_SERVERS, BASE_CONFIGS))
+        done = fresh.manage(
+            "generate_demo_data",
+            *("--users", str(n_users), "--servers", str(n_servers), "--configs", str(n_configs)),
+            *("--seed", str(SEED), "--json"),
+        )
+        if not done.ok:
+            raise RuntimeError(done.first_error())
+        return float(json.loads(done.stdout)["rows_per_second"])
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(target) + suffix).unlink(missing_ok=True)
 
 
 def pg_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> None:
@@ -853,7 +881,7 @@ def mariadb_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> 
 
 
 SUITES = {"sqlite": sqlite_suite, "postgresql": pg_suite, "mariadb": mariadb_suite}
-GROUPS = ("backup", "full", "restore", "validate", "stats", "health", "memory")
+GROUPS = ("backup", "full", "restore", "validate", "stats", "health", "generate", "memory")
 
 
 # --------------------------------------------------------------------------- targets
@@ -867,6 +895,7 @@ class Target:
     limit: str
     met: bool | None
     detail: str = ""
+    unit: str = "x"
 
 
 def ratio_of(results: Results, engine: str, ours: str, theirs: str) -> float | None:
@@ -885,7 +914,10 @@ def targets(results: Results, engines: list[str]) -> list[Target]:
             out.append(Target(engine, label, None, f"<= {limit}", None, "not available (" + why + ")"))
             return
         met = value < limit if strict_below else value <= limit
-        detail = f"{results.median(engine, ours):.2f} s vs {results.median(engine, theirs):.2f} s"
+        ours_s, theirs_s = results.median(engine, ours), results.median(engine, theirs)
+        detail = f"{ours_s:.2f} s vs {theirs_s:.2f} s"
+        if results.startup and ours_s > results.startup:
+            detail += f"; {(ours_s - results.startup) / theirs_s:.2f}x without Python start-up"
         if aim is not None:
             detail += f"; aim {aim}: {'reached' if value <= aim else 'not reached'}"
         out.append(Target(engine, label, value, ("< " if strict_below else "<= ") + f"{limit}x", met, detail))
@@ -894,11 +926,17 @@ def targets(results: Results, engines: list[str]) -> list[Target]:
         value = results.median(engine, item)
         if value is None:
             why = results.failures.get((engine, item), "not measured")
-            out.append(Target(engine, label, None, f"< {limit} s", None, f"not available ({why})"))
+            out.append(Target(engine, label, None, f"< {limit} s", None, f"not available ({why})", unit="s"))
             return
         out.append(
             Target(
-                engine, label, value, f"< {limit} s", value < limit, f"median of {len(results.samples[(engine, item)])}"
+                engine,
+                label,
+                value,
+                f"< {limit} s",
+                value < limit,
+                f"median of {len(results.samples[(engine, item)])}",
+                unit="s",
             )
         )
 
@@ -931,6 +969,21 @@ def targets(results: Results, engines: list[str]) -> list[Target]:
             )
             seconds_target(engine, "validate (command, wall)", "validate", 5.0)
             ratio_target(engine, "validate vs its SQL in sqlite3", "validate", "validate's SQL in sqlite3", 1.5)
+            rate = results.median(engine, "generate_demo_data (rows/s)")
+            why = results.failures.get((engine, "generate_demo_data (rows/s)"), "not measured")
+            out.append(
+                Target(
+                    engine,
+                    "generate_demo_data rows per second",
+                    rate,
+                    ">= 100000 rows/s",
+                    None if rate is None else rate >= 100_000,
+                    "110,000 rows into a fresh file, as the command reports it (no start-up)"
+                    if rate is not None
+                    else f"not available ({why})",
+                    unit="rows/s",
+                )
+            )
         elif engine == "postgresql":
             ratio_target(engine, "backup vs pg_dump -Fc", "backup", "pg_dump -Fc", 0.6, aim=0.4)
             ratio_target(
@@ -958,12 +1011,20 @@ def targets(results: Results, engines: list[str]) -> list[Target]:
         for command in ("backup", "restore", "validate"):
             keys = sorted(k for k in results.rss if k[0] == engine and k[1] == command)
             if not keys:
-                out.append(Target(engine, f"peak RSS {command}", None, f"< {RSS_LIMIT_MB} MB", None, "not available"))
+                out.append(
+                    Target(
+                        engine, f"peak RSS {command}", None, f"< {RSS_LIMIT_MB} MB", None, "not available", unit="MB"
+                    )
+                )
                 continue
             peak = max(max(results.rss[k]) for k in keys)
             by_size = {k[2]: max(results.rss[k]) for k in keys}
             detail = ", ".join(f"{size:,} servers: {mb:.0f} MB" for size, mb in sorted(by_size.items()))
-            out.append(Target(engine, f"peak RSS {command}", peak, f"< {RSS_LIMIT_MB} MB", peak < RSS_LIMIT_MB, detail))
+            out.append(
+                Target(
+                    engine, f"peak RSS {command}", peak, f"< {RSS_LIMIT_MB} MB", peak < RSS_LIMIT_MB, detail, unit="MB"
+                )
+            )
             if len(by_size) >= 2:
                 sizes = sorted(by_size)
                 small, big = by_size[sizes[0]], by_size[sizes[-1]]
@@ -984,6 +1045,11 @@ def targets(results: Results, engines: list[str]) -> list[Target]:
 # --------------------------------------------------------------------------- report
 
 
+def cell(text: str) -> str:
+    """Text for a Markdown table cell (shell pipes would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def fmt(value: float | None, unit: str = "s") -> str:
     if value is None:
         return "n/a"
@@ -991,6 +1057,8 @@ def fmt(value: float | None, unit: str = "s") -> str:
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "rows/s":
+        return f"{value:,.0f} rows/s"
     return f"{value:.0f} MB"
 
 
@@ -1042,18 +1110,10 @@ def report(args, engines: list[Engine], results: Results, tgs: list[Target], sta
     out.append("| engine | target | measured | limit | result | detail |")
     out.append("|---|---|---|---|---|---|")
     for t in tgs:
-        unit = (
-            "MB"
-            if "RSS" in t.label and "flat" not in t.label
-            else ("x" if t.limit.startswith(("<=", "< 1", "< 0")) and "s" not in t.limit.split()[-1] else "s")
-        )
-        if "flat" in t.label:
-            unit = "x"
-        if t.limit.endswith(" s"):
-            unit = "s"
+        unit = t.unit
         result = "not available" if t.met is None else ("met" if t.met else "**missed**")
         display = next(e.display for e in engines if e.name == t.engine)
-        out.append(f"| {display} | {t.label} | {fmt(t.value, unit)} | {t.limit} | {result} | {t.detail} |")
+        out.append(f"| {display} | {cell(t.label)} | {fmt(t.value, unit)} | {t.limit} | {result} | {cell(t.detail)} |")
     for engine in engines:
         out.append("")
         out.append(f"### {engine.display}: all timings")
@@ -1064,27 +1124,27 @@ def report(args, engines: list[Engine], results: Results, tgs: list[Target], sta
         for item in items:
             values = results.samples[(engine.name, item)]
             out.append(
-                f"| {item} | {fmt(statistics.median(values))} | {fmt(min(values))} | {fmt(max(values))} | {len(values)} |"
+                f"| {cell(item)} | {fmt(statistics.median(values))} | {fmt(min(values))} | {fmt(max(values))} "
+                f"| {len(values)} |"
             )
         for (name, item), why in results.failures.items():
             if name == engine.name:
-                out.append(f"| {item} | not available: {why} | | | |")
+                out.append(f"| {cell(item)} | not available: {cell(why)} | | | |")
         ratio_rows = [(k, v) for k, v in results.ratios.items() if k[0] == engine.name]
         if ratio_rows:
             out.append("")
             out.append("| ratio (same round) | median | per round |")
             out.append("|---|---|---|")
             for (_, ours, theirs), values in ratio_rows:
-                out.append(
-                    f"| {ours} / {theirs} | {statistics.median(values):.2f} | {', '.join(f'{v:.2f}' for v in values)} |"
-                )
+                per_round = ", ".join(f"{v:.2f}" for v in values)
+                out.append(f"| {cell(ours)} / {cell(theirs)} | {statistics.median(values):.2f} | {per_round} |")
         rss_rows = sorted((k, v) for k, v in results.rss.items() if k[0] == engine.name)
         if rss_rows:
             out.append("")
             out.append("| peak RSS | servers | MB (max of runs) |")
             out.append("|---|---|---|")
             for (_, command, size), values in rss_rows:
-                out.append(f"| {command} | {size:,} | {max(values):.0f} |")
+                out.append(f"| {cell(command)} | {size:,} | {max(values):.0f} |")
     if results.notes:
         out.append("")
         out.append("Notes from this run:")
@@ -1195,9 +1255,9 @@ def main(argv=None) -> int:
         )
         for _ in range(3)
     ]
+    results.startup = statistics.median(o.seconds for o in startup)
     results.notes.append(
-        f"Python + Django start-up (included in every command's wall time): "
-        f"{statistics.median(o.seconds for o in startup) * 1000:.0f} ms median"
+        f"Python + Django start-up (included in every command's wall time): {results.startup * 1000:.0f} ms median"
     )
 
     for engine in engines:
