@@ -361,16 +361,17 @@ def test_sqlite_deep_runs_integrity_check(db, monkeypatch):
 @pytest.mark.engines("sqlite")
 def test_sqlite_damaged_index_is_found(manage_py, tmp_path):
     """An index that no longer matches its table: quick_check misses it, integrity_check (--deep) finds it."""
-    import shutil
     import sqlite3
 
     alice = make_user("alice")
     for i in range(5):
         make_server(f"srv{i}", alice, port=30000 + i)
     copy = tmp_path / "damaged.sqlite3"
-    connection.close()
-    shutil.copy(connection.settings_dict["NAME"], copy)
+    # The backup API copies what is committed, WAL included; the test database stays untouched.
+    source = sqlite3.connect(connection.settings_dict["NAME"])
     raw = sqlite3.connect(copy)
+    source.backup(raw)
+    source.close()
     # Make the port index claim to index memory_mb: its entries no longer match the rows.
     (index,) = raw.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'servers_server' AND sql LIKE '%(\"port\")%'"
