@@ -144,3 +144,17 @@ def test_health_check_command(manage_py):
     done = manage_py("health_check", "health", "--no-http")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(": OK") == 6
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_health_check_command_over_http(manage_py, live_server):
+    """The package's default mode: the command asks the running server's /health/."""
+    addrport = live_server.url.removeprefix("http://")
+    done = manage_py("health_check", "health", addrport, "--forwarded-proto", "http")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "BackupFreshness" in done.stdout and "no backup at all" in done.stdout
+    take_backup()
+    done = manage_py("health_check", "health", addrport, "--forwarded-proto", "http")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(": OK") == 6
