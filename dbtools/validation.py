@@ -22,7 +22,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from .errors import DatabaseUnreachable
+from .errors import CouldNotRun, DatabaseUnreachable
 
 DATA_CATEGORIES = (
     "foreign_key_violations",
@@ -579,6 +579,10 @@ def engine_problems(database: str, covered_fk_tables: set[str], deep: bool = Fal
 
 
 def _ensure_reachable(database: str) -> None:
+    from django.conf import settings
+
+    if database not in settings.DATABASES:
+        raise CouldNotRun(f"there is no database '{database}' (DATABASES has {', '.join(settings.DATABASES)})")
     connection = connections[database]
     try:
         connection.ensure_connection()

@@ -427,3 +427,14 @@ def test_seed_validator_names(planted):
     schema = DatabaseValidator().validate_schema()
     assert {"missing_tables", "missing_columns", "schema_inconsistencies", "unapplied_migrations"} <= set(schema)
     assert all(v == [] for v in schema.values())
+
+
+def test_unknown_alias_cannot_run(db):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError) as caught:
+        call_command("validate", "--database", "nope", stdout=StringIO())
+    assert caught.value.returncode == 2
+    assert "no database 'nope'" in str(caught.value)
