@@ -39,7 +39,8 @@ def postgres_reason() -> str | None:
             port=cfg["PORT"] or 5432,
             user=cfg["USER"],
             password=cfg["PASSWORD"] or None,
-            dbname=cfg["NAME"],
+            # The server, not the named database: the tests create test_<name> themselves.
+            dbname="postgres",
             connect_timeout=3,
         ).close()
     except Exception as exc:
