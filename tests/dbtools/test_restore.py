@@ -4,6 +4,7 @@ Runs on every engine (``make test``); the live database is pytest-django's test
 database, committed (``transactional_db``) so subprocesses see it.
 """
 
+import json
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -202,8 +203,11 @@ def test_restore_without_noinput_asks_first(backup_file, manage_py):
     done = manage_py("restore", str(backup_file), input="no\n", timeout=120)
     assert done.returncode == 1 and "cancelled" in done.stderr
     assert live_fingerprint() == before
-    done = manage_py("restore", str(backup_file), input="yes\n", timeout=120)
+    # --json asks on stderr, so stdout stays one JSON document.
+    done = manage_py("restore", str(backup_file), "--json", input="yes\n", timeout=120)
     assert done.returncode == 0, done.stderr
+    assert "Restore will REPLACE database 'default'" in done.stderr
+    assert json.loads(done.stdout)["ok"] is True
     assert not User.objects.filter(username__startswith="b_").exists()
 
 
@@ -261,8 +265,6 @@ def test_restore_by_name_and_latest_and_json(backup_file):
     make_data("b", users=1)
     code, out, err = run_restore(backup_file.name, "--noinput", "--no-safety-backup", "--json")
     assert code == 0, err
-    import json
-
     result = json.loads(out)
     assert result["ok"] is True and result["safety_backup"] is None
     assert result["rows_after"]["accounts_user"] == 3
@@ -364,8 +366,6 @@ def test_check_tells_a_good_backup_from_a_bad_one(backup_file, elsewhere, manage
 
 
 def test_check_json_and_quiet(backup_file):
-    import json
-
     out = StringIO()
     call_command("restore", "--check", str(backup_file), "--json", stdout=out)
     result = json.loads(out.getvalue())

@@ -6,6 +6,7 @@ Exit status: 0 restored (or would restore), 1 refused or failed, 2 could not run
 """
 
 import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
@@ -68,7 +69,9 @@ class Command(BaseCommand):
                 if not result.ok:
                     raise CommandError(result.reason, returncode=1)
                 return
-            confirm = self._confirm if options["interactive"] and not options["json"] else None
+            # With --json the question goes to stderr, so stdout stays one JSON document.
+            self._ask_on = self.stderr if options["json"] else self.stdout
+            confirm = self._confirm if options["interactive"] else None
             result = restore_backup(
                 options["file"],
                 latest=options["latest"],
@@ -88,12 +91,10 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def _confirm(self, plan) -> bool:
-        self.stdout.write(plan.describe())
-        self.stdout.flush()
-        try:
-            answer = input("Type 'yes' to replace the database: ")
-        except EOFError:  # nobody to answer (stdin closed): no restore (scripts use --noinput)
-            return False
+        self._ask_on.write(plan.describe())
+        self._ask_on.write("Type 'yes' to replace the database: ", ending="")
+        self._ask_on.flush()
+        answer = sys.stdin.readline()  # "" at EOF: nobody to answer, so no restore (scripts use --noinput)
         return answer.strip().lower() == "yes"
 
     def _print_check(self, result, as_json: bool, verbosity: int) -> None:
