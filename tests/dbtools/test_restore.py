@@ -314,6 +314,11 @@ def test_older_backup_restores_and_its_pending_migrations_are_applied():
         call_command("migrate", app, verbosity=0, **_no_backup_option())
     digest_a = data_digest()
     make_data("b", users=1)
+    # --check applies the pending migrations to its scratch copy too.
+    checked = restore_module.check_restore(str(path))
+    assert checked.ok, checked.reason
+    assert any(name.startswith(f"{app}.") for name in checked.pending_migrations)
+    assert "migrations apply" in {c.name for c in checked.checks}
     code, out, err = run_restore(str(path), "--noinput")
     assert code == 0, err
     assert data_digest() == digest_a
