@@ -1,8 +1,9 @@
 """Data and schema validation: what the constraints missed, found with set-based SQL.
 
-Every rule is one query that counts the rows breaking it, plus one ``LIMIT 10`` query
-for sample ids when there are any: no Python loop over rows, so memory does not grow
-with the tables and a million servers take seconds.
+Every rule is one query that counts the rows breaking it (the row-by-row rules of a
+table, its CHECKs and timestamps, share one scan), plus one ``LIMIT 10`` query for
+sample ids when there are any: no Python loop over rows, so memory does not grow with
+the tables and a million servers take seconds.
 
 The data rules come from the models themselves (foreign keys, ``Meta.constraints``,
 ``unique`` fields), so a new constraint is validated without new code; a few rules the
@@ -419,13 +420,11 @@ def _problem(rule: Rule, count: int) -> Problem:
 
 def migration_problems(database: str) -> list[Problem]:
     """Migrations the code has and the database lacks, and the reverse (database newer than code)."""
-    from django.db.migrations.executor import MigrationExecutor
+    from .monitor import migration_state
 
-    executor = MigrationExecutor(connections[database])
-    loader = executor.loader
-    plan = executor.migration_plan(loader.graph.leaf_nodes())
+    state = migration_state(database)
+    unapplied, unknown = state["unapplied_names"], state["unknown_names"]
     problems = []
-    unapplied = [f"{m.app_label}.{m.name}" for m, backwards in plan if not backwards]
     if unapplied:
         problems.append(
             Problem(
@@ -438,12 +437,6 @@ def migration_problems(database: str) -> list[Problem]:
                 fix="Run python manage.py migrate (it takes a backup first).",
             )
         )
-    known_apps = set(loader.migrated_apps)
-    unknown = sorted(
-        f"{app}.{name}"
-        for app, name in loader.applied_migrations
-        if app in known_apps and (app, name) not in loader.disk_migrations
-    )
     if unknown:
         problems.append(
             Problem(
