@@ -432,7 +432,12 @@ def check_data_integrity(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
     details = {"report_age_seconds": age, "report_at": stored.created_at.isoformat()}
     if stored.ok:
         return CheckResult(
-            "data_integrity", title, HEALTHY, f"the last validation ({_age(age)} ago) found no problems", "", details
+            "data_integrity",
+            title,
+            HEALTHY,
+            f"the last validation ({human_age(age)} ago) found no problems",
+            "",
+            details,
         )
     problems = stored.report.get("problems", {})
     counts = {category: len(items) for category, items in problems.items() if items}
@@ -443,7 +448,7 @@ def check_data_integrity(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
         "data_integrity",
         title,
         status,
-        f"the last validation ({_age(age)} ago) found {summary}",
+        f"the last validation ({human_age(age)} ago) found {summary}",
         "Run python manage.py validate to see each problem, its rows and how to fix it.",
         details,
     )
@@ -531,7 +536,7 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
             "backup_freshness",
             title,
             UNHEALTHY,
-            f"the newest verified backup is {_age(verified['age_seconds'])} old (limit {max_hours} h)",
+            f"the newest verified backup is {human_age(verified['age_seconds'])} old (limit {max_hours} h)",
             "Run python manage.py backup, and check that the nightly cron job runs.",
             details,
         )
@@ -539,7 +544,7 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
         "backup_freshness",
         title,
         HEALTHY,
-        f"newest verified backup {_age(verified['age_seconds'])} old",
+        f"newest verified backup {human_age(verified['age_seconds'])} old",
         "",
         details,
     )
@@ -612,7 +617,8 @@ def health_report(database: str = DEFAULT_DB_ALIAS) -> HealthReport:
     )
 
 
-def _age(seconds: int) -> str:
+def human_age(seconds: int) -> str:
+    """45 s, 12 min, 3.5 h, 2.0 days."""
     if seconds < 90:
         return f"{seconds} s"
     if seconds < 90 * 60:

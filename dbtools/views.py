@@ -94,7 +94,9 @@ def _dashboard_context(request, database: str) -> dict:
         "connection": conn,
         "backups": backups,
         "last_report": last,
-        "last_report_age": monitor._age(int((health.checked_at - last.created_at).total_seconds())) if last else None,
+        "last_report_age": monitor.human_age(int((health.checked_at - last.created_at).total_seconds()))
+        if last
+        else None,
         "problems": problems,
         "operations": operations,
         "render_ms": lambda: round((time.perf_counter() - t0) * 1000),

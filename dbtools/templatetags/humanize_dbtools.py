@@ -28,9 +28,9 @@ def bytes(value) -> str:  # noqa: A001 - the filter's name in templates
 
 @register.filter
 def age(seconds) -> str:
-    from dbtools.monitor import _age
+    from dbtools.monitor import human_age
 
     try:
-        return _age(int(seconds))
+        return human_age(int(seconds))
     except (TypeError, ValueError):
         return "–"
