@@ -438,3 +438,30 @@ def test_unknown_alias_cannot_run(db):
         call_command("validate", "--database", "nope", stdout=StringIO())
     assert caught.value.returncode == 2
     assert "no database 'nope'" in str(caught.value)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("mysql")
+def test_mariadb_duplicate_unique_field():
+    # MariaDB commits DDL at once: the unique index is put back before the test ends.
+    alice = make_user("alice")
+    one = make_server("one", alice)
+    two = make_server("two", alice)
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+    unique_name = next(
+        name
+        for name, info in constraints.items()
+        if info["unique"] and info["columns"] == ["server_name"] and not info["primary_key"]
+    )
+    execute(f"ALTER TABLE servers_server DROP INDEX `{unique_name}`")
+    try:
+        execute("UPDATE servers_server SET server_name = 'one' WHERE id = %s", [two.pk])
+        report = run_validation()
+        problem = find(report, "constraint_violations", "server_name_unique")
+        assert (problem.count, problem.sample_ids) == (2, [one.pk, two.pk])
+        assert "server_name" in find(report, "missing_indexes", "indexes_exist").sample_ids
+    finally:
+        execute("UPDATE servers_server SET server_name = 'two' WHERE id = %s", [two.pk])
+        execute(f"ALTER TABLE servers_server ADD CONSTRAINT `{unique_name}` UNIQUE (server_name)")
+    assert run_validation().ok
