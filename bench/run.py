@@ -1087,6 +1087,8 @@ def machine(engines: list[Engine]) -> list[str]:
         with contextlib.suppress(Exception):
             versions.append(quiet(tool).strip().splitlines()[0])
     lines.append("- " + "; ".join(versions))
+    with contextlib.suppress(Exception):
+        lines.append("- code: commit " + quiet(f"git -C {shlex.quote(str(ROOT))} rev-parse --short HEAD").strip())
     with contextlib.suppress(OSError):
         lines.append(f"- load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     return lines
@@ -1203,11 +1205,19 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print the report, do not write BENCHMARKS.md")
     args = parser.parse_args(argv)
-    args.reproduce = "make bench" + (
-        f' ARGS="{" ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))}"'
-        if (argv if argv is not None else sys.argv[1:])
-        else ""
-    )
+    # Where files go is not part of the result: the reproduce line leaves --dir/--output out.
+    shown, skip = [], False
+    for arg in argv if argv is not None else sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--dir", "--output"):
+            skip = True
+            continue
+        if arg.startswith(("--dir=", "--output=")):
+            continue
+        shown.append(arg)
+    args.reproduce = "make bench" + (f' ARGS="{" ".join(shlex.quote(a) for a in shown)}"' if shown else "")
     return args
 
 
