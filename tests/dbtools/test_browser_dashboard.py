@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.engines("sqlite")]
 
 @pytest.fixture
 def browser(chromium_path):
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -35,6 +36,10 @@ def browser(chromium_path):
             yield browser
         finally:
             browser.close()
+            # ORM calls made while Playwright's event loop runs get their own connections
+            # (Django keys them by async context); close them here, in that context, or
+            # they stay open on the test database for the rest of the session.
+            connections.close_all()
 
 
 def log_in(page, base: str, username: str) -> None:
