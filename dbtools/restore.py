@@ -524,8 +524,7 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
             stream = backups.open_dump(path)
         load_error = None
         try:
-            # An engine may offer a variant for restores (see MySQLEngine.load_for_restore).
-            scratch_cm = getattr(engine, "load_for_restore", engine.load_into_scratch)(stream)
+            scratch_cm = engine.load_into_scratch(stream)
             scratch = scratch_cm.__enter__()
         except Exception as exc:  # a broken dump breaks a loader in many ways; each one means "refuse"
             scratch_cm = None

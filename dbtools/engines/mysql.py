@@ -202,6 +202,9 @@ class MySQLEngine(Engine):
 
         name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
         conn = self._mysqldb_connect()
+        # Autocommit: an open transaction would hold metadata locks on the scratch tables
+        # while the scratch is in use, and a restore's RENAME TABLE swap would wait on them.
+        conn.autocommit(True)
         try:
             cursor = conn.cursor()
             cursor.execute(
@@ -261,60 +264,6 @@ class MySQLEngine(Engine):
         """Whether the first bytes of an uncompressed dump are a mariadb-dump/mysqldump SQL script's."""
         text = head.lstrip()[:200]
         return text.startswith((b"-- MariaDB dump", b"-- MySQL dump", b"/*M!999999", b"/*!40"))
-
-    @contextmanager
-    def load_for_restore(self, source):
-        """The dump (an uncompressed stream) in a scratch database, for a restore to swap in.
-
-        TODO(restore): use load_into_scratch (backup section) instead once its connection
-        commits after counting (shared-notes/restore-to-backup.md): today its open
-        transaction keeps metadata locks on the scratch tables while the scratch is in
-        use, and the swap's RENAME TABLE waits on them. Same steps, counted in autocommit.
-        """
-        import subprocess
-        import tempfile
-
-        from ..errors import VerificationFailed
-        from ..streams import CHUNK, Check, ScratchDatabase, unique_suffix
-
-        name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
-        conn = self._mysqldb_connect()
-        conn.autocommit(True)
-        try:
-            cursor = conn.cursor()
-            cursor.execute(
-                "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata "
-                "WHERE schema_name = DATABASE()"
-            )
-            charset, collation = cursor.fetchone()
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset} COLLATE {collation}")
-            try:
-                cmd, env = self._client_command("mariadb")
-                cmd += ["--batch", "--default-character-set=utf8mb4", name]
-                with tempfile.TemporaryFile() as err:
-                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
-                    try:
-                        while chunk := source.read(CHUNK):
-                            proc.stdin.write(chunk)
-                    except BrokenPipeError:
-                        pass
-                    finally:
-                        try:
-                            proc.stdin.close()
-                        except BrokenPipeError:
-                            pass
-                        rc = proc.wait()
-                    if rc != 0:
-                        raise VerificationFailed(f"the dump does not load: {first_line(err)}")
-                cursor.execute(f"USE `{name}`")
-                counts, _ = self._table_counts(cursor, self._base_tables(cursor))
-                yield ScratchDatabase(
-                    name=name, row_counts=counts, checks=[Check("restore", True, "loaded into a scratch database")]
-                )
-            finally:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            conn.close()
 
     def swap_in(self, scratch: str) -> None:
         """Move the scratch database's tables under the live name, atomically.
