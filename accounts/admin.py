@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
@@ -18,6 +19,10 @@ class UserEditForm(UserChangeForm):
     class Meta:
         model = User
         fields = ("username", "email", "is_admin", "is_active")
+
+
+# Access is one flag, is_admin: groups and permissions are not used, so not shown.
+admin.site.unregister(Group)
 
 
 def owned_servers_message(user: User, count: int) -> str:

@@ -77,3 +77,9 @@ def test_bulk_delete_spares_owners(admin_client):
     assert User.objects.filter(pk=owner.pk).exists()
     assert not User.objects.filter(pk=idle.pk).exists()
     assert "owns 1 server and cannot be deleted" in response.content.decode()
+
+
+def test_admin_index_shows_no_unused_groups(admin_client):
+    html = admin_client.get("/admin/").content.decode()
+    assert "/admin/accounts/user/" in html
+    assert "/admin/auth/group/" not in html
