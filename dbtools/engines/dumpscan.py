@@ -14,6 +14,33 @@ def first_line(errfile) -> str:
     return "no message"
 
 
+def run_with_stdin(cmd: list[str], env: dict, source) -> tuple[int, str]:
+    """Run a loader tool with ``source`` (a binary stream) on its stdin.
+
+    Returns its exit status and the first line of its stderr. A tool that exits early
+    (a broken dump) closes the pipe: that is its status to report, not an exception.
+    """
+    import subprocess
+    import tempfile
+
+    from ..streams import CHUNK
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
+        try:
+            while chunk := source.read(CHUNK):
+                proc.stdin.write(chunk)
+        except BrokenPipeError:
+            pass
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            rc = proc.wait()
+        return rc, (first_line(err) if rc != 0 else "")
+
+
 class CopyCounter:
     """Counts the rows of every ``COPY ... FROM stdin;`` block in a pg_restore SQL script.
 

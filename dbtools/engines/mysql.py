@@ -4,7 +4,7 @@ import os
 from contextlib import contextmanager
 
 from .base import Engine
-from .dumpscan import MariaDBDumpScanner, first_line
+from .dumpscan import MariaDBDumpScanner, first_line, run_with_stdin
 
 
 class MySQLEngine(Engine):
@@ -194,11 +194,9 @@ class MySQLEngine(Engine):
         Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
         database is dropped on exit.
         """
-        import subprocess
-        import tempfile
 
         from ..errors import VerificationFailed
-        from ..streams import CHUNK, Check, ScratchDatabase, unique_suffix
+        from ..streams import Check, ScratchDatabase, unique_suffix
 
         name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
         conn = self._mysqldb_connect()
@@ -220,21 +218,9 @@ class MySQLEngine(Engine):
                 if isinstance(source, str | os.PathLike):
                     source = opened = open(source, "rb")  # noqa: SIM115 (closed below)
                 try:
-                    with tempfile.TemporaryFile() as err:
-                        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
-                        try:
-                            while chunk := source.read(CHUNK):
-                                proc.stdin.write(chunk)
-                        except BrokenPipeError:
-                            pass
-                        finally:
-                            try:
-                                proc.stdin.close()
-                            except BrokenPipeError:
-                                pass
-                            rc = proc.wait()
-                        if rc != 0:
-                            raise VerificationFailed(f"the dump does not load: {first_line(err)}")
+                    rc, message = run_with_stdin(cmd, env, source)
+                    if rc != 0:
+                        raise VerificationFailed(f"the dump does not load: {message}")
                 finally:
                     if opened is not None:
                         opened.close()
@@ -399,6 +385,8 @@ class MySQLEngine(Engine):
         ]
         return indexes, set(found)
 
-    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False) -> list[dict]:
+    def integrity_problems(
+        self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False
+    ) -> list[dict]:
         """None cheap enough to run: CHECK TABLE reads every row and locks the table."""
         return []

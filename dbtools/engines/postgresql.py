@@ -1,10 +1,11 @@
 """PostgreSQL: everything vendor-specific about it."""
 
+import io
 import os
 from contextlib import contextmanager
 
 from .base import Engine
-from .dumpscan import CopyCounter, first_line
+from .dumpscan import CopyCounter, first_line, run_with_stdin
 
 
 class PostgreSQLEngine(Engine):
@@ -229,13 +230,11 @@ class PostgreSQLEngine(Engine):
         Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
         database is dropped on exit (if it still exists: a restore may have renamed it).
         """
-        import subprocess
-        import tempfile
 
         from psycopg import sql
 
         from ..errors import VerificationFailed
-        from ..streams import CHUNK, Check, ScratchDatabase, unique_suffix
+        from ..streams import Check, ScratchDatabase, unique_suffix
 
         name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
         with self._maintenance_connection() as conn:
@@ -243,24 +242,13 @@ class PostgreSQLEngine(Engine):
         try:
             cmd, env = self._pg_command("pg_restore", dbname=name)
             cmd += ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
-            with tempfile.TemporaryFile() as err:
-                if isinstance(source, str | os.PathLike):
-                    rc = subprocess.run([*cmd, str(source)], stderr=err, env=env).returncode
-                else:
-                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
-                    try:
-                        while chunk := source.read(CHUNK):
-                            proc.stdin.write(chunk)
-                    except BrokenPipeError:
-                        pass
-                    finally:
-                        try:
-                            proc.stdin.close()
-                        except BrokenPipeError:
-                            pass
-                        rc = proc.wait()
-                if rc != 0:
-                    raise VerificationFailed(f"the archive does not restore: {first_line(err)}")
+            if isinstance(source, str | os.PathLike):
+                # pg_restore reads (and may seek in) the file itself; its stdin stays empty.
+                rc, message = run_with_stdin([*cmd, str(source)], env, io.BytesIO())
+            else:
+                rc, message = run_with_stdin(cmd, env, source)
+            if rc != 0:
+                raise VerificationFailed(f"the archive does not restore: {message}")
             with self._psycopg_connect(name) as conn:
                 counts, _ = self._snapshot_counts(conn)
             yield ScratchDatabase(
@@ -461,7 +449,9 @@ class PostgreSQLEngine(Engine):
         ]
         return indexes, set(found)
 
-    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False) -> list[dict]:
+    def integrity_problems(
+        self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False
+    ) -> list[dict]:
         """Invalid indexes (a failed CREATE INDEX CONCURRENTLY leaves one behind) in this schema."""
         with self.connection.cursor() as cursor:
             cursor.execute(

@@ -357,7 +357,9 @@ class SQLiteEngine(Engine):
                 columns.append(["id"])
         return columns, names
 
-    def integrity_problems(self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False) -> list[dict]:
+    def integrity_problems(
+        self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False
+    ) -> list[dict]:
         """PRAGMA quick_check (integrity_check when ``deep``) and foreign_key_check.
 
         quick_check reads every page once (structure, NOT NULL, CHECK); integrity_check
