@@ -337,7 +337,7 @@ class Bench:
         else:
             seconds = outcome
         self.results.add(engine.name, item, seconds)
-        self.log(f"  {engine.display} {item}: {seconds:.2f} s")
+        self.log(f"  {engine.display} {item}: {seconds:,.2f}{'' if item.endswith('(rows/s)') else ' s'}")
         return seconds
 
     def pair(self, engine: Engine, round_no: int, items: list[tuple[str, Callable]], ratios: list[tuple[str, str]]):
@@ -1125,9 +1125,10 @@ def report(args, engines: list[Engine], results: Results, tgs: list[Target], sta
         items = [k[1] for k in results.samples if k[0] == engine.name]
         for item in items:
             values = results.samples[(engine.name, item)]
+            unit = "rows/s" if item.endswith("(rows/s)") else "s"
             out.append(
-                f"| {cell(item)} | {fmt(statistics.median(values))} | {fmt(min(values))} | {fmt(max(values))} "
-                f"| {len(values)} |"
+                f"| {cell(item)} | {fmt(statistics.median(values), unit)} | {fmt(min(values), unit)} "
+                f"| {fmt(max(values), unit)} | {len(values)} |"
             )
         for (name, item), why in results.failures.items():
             if name == engine.name:
