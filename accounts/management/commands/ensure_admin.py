@@ -1,6 +1,7 @@
 """Create an admin login when the database has none, and say how to log in."""
 
 import secrets
+import string
 
 from django.core.management.base import BaseCommand
 from django.db import DEFAULT_DB_ALIAS
@@ -36,7 +37,9 @@ class Command(BaseCommand):
                 f"(forgot the password? python manage.py changepassword {existing.username})"
             )
             return
-        password = secrets.token_urlsafe(12)
+        # Letters and digits only: nothing a shell or a copy from the terminal could misread.
+        alphabet = string.ascii_letters + string.digits
+        password = "".join(secrets.choice(alphabet) for _ in range(16))
         users.create_superuser(options["username"], password=password)
         self.stdout.write(
             self.style.SUCCESS(
