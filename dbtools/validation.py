@@ -587,7 +587,12 @@ def _ensure_reachable(database: str) -> None:
 
 
 def run_validation(
-    database: str = DEFAULT_DB_ALIAS, *, data: bool = True, schema: bool = True, deep: bool = False
+    database: str = DEFAULT_DB_ALIAS,
+    *,
+    data: bool = True,
+    schema: bool = True,
+    deep: bool = False,
+    engine_check: bool = True,
 ) -> ValidationReport:
     """Validate without storing anything. Raises DatabaseUnreachable (exit 2) when it cannot run.
 
@@ -629,7 +634,7 @@ def run_validation(
                 report.problems.append(problem)
         for table_rules in row_rules.values():
             report.problems += _run_row_rules(table_rules, database)
-    if schema:
+    if schema and engine_check:
         # Rows of the model tables are the data rules' business (with ids and a fix);
         # the engine's check covers the file's structure and the tables Django does not know.
         report.problems += engine_problems(database, {m._meta.db_table for m in runnable}, deep=deep)
@@ -646,14 +651,19 @@ def validate_database(
     store: bool = True,
     actor: str | None = None,
     deep: bool = False,
+    engine_check: bool = True,
 ) -> ValidationReport:
-    """Validate the database; store the report (for /health/ and the dashboard) and log the run."""
+    """Validate the database; store the report (for /health/ and the dashboard) and log the run.
+
+    ``engine_check=False`` leaves out the engine's own file/index check, for a caller that
+    has just run it on the same content (restore checks the scratch before swapping it in).
+    """
     from .oplog import record_operation
 
     # Unreachable: nothing to log into either, so say so (exit 2) before logging.
     _ensure_reachable(database)
     with record_operation("validate", database=database, actor=actor) as record:
-        report = run_validation(database, data=data, schema=schema, deep=deep)
+        report = run_validation(database, data=data, schema=schema, deep=deep, engine_check=engine_check)
         record.outcome = "success" if report.ok else "failure"
         record.message = "no problems found" if report.ok else f"found {report.summary}"
         record.details = {
