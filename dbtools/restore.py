@@ -746,11 +746,8 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
 
 
 def _validate(database: str, actor: str | None, result: RestoreResult) -> None:
-    try:
-        from .validation import validate_database
-    except ImportError:  # TODO(restore): validation lands with the VALIDATION helper's work
-        result.warnings.append("validation is not available in this version")
-        return
+    from .validation import validate_database
+
     try:
         # The engine's own check (SQLite quick_check: most of a restore's time at scale)
         # already passed on the scratch; the swap copied exactly that content in.
