@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.utils import timezone
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -200,6 +200,8 @@ def measure_latency(database: str = DEFAULT_DB_ALIAS) -> dict:
     """Round trip (best of three SELECT 1) and an indexed lookup on the servers table, in ms."""
     from servers.models import Server
 
+    from .validation import reading
+
     connection = connections[database]
     connection.ensure_connection()
     round_trips = []
@@ -218,12 +220,11 @@ def measure_latency(database: str = DEFAULT_DB_ALIAS) -> dict:
     )
     indexed = None
     try:
-        with transaction.atomic(using=database, savepoint=connection.in_atomic_block):
-            with connection.cursor() as cursor:
-                t0 = time.perf_counter()
-                cursor.execute(sql, params)
-                cursor.fetchall()
-                indexed = round((time.perf_counter() - t0) * 1000, 3)
+        with reading(database), connection.cursor() as cursor:
+            t0 = time.perf_counter()
+            cursor.execute(sql, params)
+            cursor.fetchall()
+            indexed = round((time.perf_counter() - t0) * 1000, 3)
     except DatabaseError:  # no servers table (not migrated): no figure rather than a failure
         pass
     return {"round_trip_ms": round(min(round_trips), 3), "indexed_query_ms": indexed}

@@ -450,7 +450,10 @@ class PostgreSQLEngine(Engine):
         return indexes, set(found)
 
     def integrity_problems(
-        self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False
+        self,
+        covered_fk_tables: set[str] | frozenset = frozenset(),
+        deep: bool = False,
+        checks_covered: dict[str, set[str]] | None = None,
     ) -> list[dict]:
         """Invalid indexes (a failed CREATE INDEX CONCURRENTLY leaves one behind) in this schema."""
         with self.connection.cursor() as cursor:

@@ -347,9 +347,9 @@ def test_sqlite_deep_runs_integrity_check(db, monkeypatch):
     engine_class = type(get_engine())
     real = engine_class.integrity_problems
 
-    def spy(self, covered, deep=False):
+    def spy(self, covered, deep=False, **options):
         ran.append(deep)
-        return real(self, covered, deep=deep)
+        return real(self, covered, deep=deep, **options)
 
     monkeypatch.setattr(engine_class, "integrity_problems", spy)
     assert run_validation(data=False).ok
@@ -465,3 +465,96 @@ def test_mariadb_duplicate_unique_field():
         execute("UPDATE servers_server SET server_name = 'two' WHERE id = %s", [two.pk])
         execute(f"ALTER TABLE servers_server ADD CONSTRAINT `{unique_name}` UNIQUE (server_name)")
     assert run_validation().ok
+
+
+def _signature(report):
+    return sorted((p.category, p.table, p.rule, p.count, tuple(p.sample_ids)) for p in report.problems)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_run_finds_what_the_serial_run_finds(monkeypatch):
+    """Committed bad rows: two workers (a table's scan split in two by primary key) report
+    exactly what one worker reports, counts added up across the halves."""
+    from dbtools import validation
+
+    alice = make_user("alice")
+    servers = [make_server(f"srv{i}", alice, port=30000 + i) for i in range(40)]
+    first, last = servers[0].pk, servers[-1].pk
+    # Rules no constraint enforces, so nothing needs switching off: a server created in the
+    # future in each half of the id range, and two running servers on one port.
+    future = timezone.now() + timedelta(days=3)
+    Server.objects.filter(pk__in=[first, last]).update(created_at=future)
+    Server.objects.filter(pk__in=[servers[5].pk, servers[6].pk]).update(status="Running", port=31000)
+    monkeypatch.setattr(validation, "SPLIT_SCAN_ROWS", 10)
+    assert len(validation._pk_slices(Server, "default", 2)) == 2
+    try:
+        serial = run_validation(workers=1)
+        parallel = run_validation(workers=2)
+        future_rows = find(parallel, "data_inconsistencies", "created_at_not_in_future")
+        assert (future_rows.count, future_rows.sample_ids) == (2, [first, last])
+        find(parallel, "data_inconsistencies", "active_port_unique")
+        assert _signature(parallel) == _signature(serial)
+    finally:
+        Server.objects.all().delete()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_sqlite_validation_reads_without_taking_the_write_lock():
+    """Another connection holds SQLite's write lock (a panel request mid-write): validate
+    still runs at once. A read wrapped in Django's BEGIN IMMEDIATE would wait for the
+    busy timeout and fail with 'database is locked'."""
+    import sqlite3
+
+    make_user("alice")
+    writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 100")
+        assert run_validation(workers=1).ok
+        assert run_validation(workers=2).ok
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        connection.close()
+
+
+@pytest.mark.engines("sqlite", "postgresql")
+def test_column_checks_are_rules_too(planted):
+    """A Positive*Field's own CHECK (no model constraint names it) is a rule with ids."""
+    report_row = StoredReport.objects.create(kind="validation", created_at=timezone.now(), ok=True)
+    with constraints_off(("dbtools_storedreport", "dbtools_storedreport_problem_count_check")):
+        execute("UPDATE dbtools_storedreport SET problem_count = -3 WHERE id = %s", [report_row.pk])
+    report = run_validation(schema=False)
+    problem = find(report, "constraint_violations", "problem_count_check")
+    assert (problem.table, problem.count, problem.sample_ids) == ("dbtools_storedreport", 1, [report_row.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_sqlite_file_check_skips_only_the_checks_the_rules_evaluate():
+    """The data rules evaluate the model tables' CHECKs, so quick_check skips those; a
+    CHECK no rule knows (a table Django does not know) is still evaluated by the engine."""
+    alice = make_user("alice")
+    server = make_server("srv", alice)
+    execute('CREATE TABLE legacy_limits (id integer PRIMARY KEY, "max" integer CHECK ("max" > 0))')
+    try:
+        with transaction.atomic(), constraints_off():
+            execute("INSERT INTO legacy_limits (id, max) VALUES (1, -1)")
+            execute("UPDATE servers_server SET memory_mb = 1 WHERE id = %s", [server.pk])
+        report = run_validation()
+        memory = find(report, "constraint_violations", "server_memory_range")
+        assert memory.sample_ids == [server.pk]
+        damage = find(report, "schema_inconsistencies", "sqlite_quick_check")
+        assert damage.sample_ids == ["CHECK constraint failed in legacy_limits"]
+        # With --schema-only no rule evaluates the model tables' CHECKs: the engine does.
+        report = run_validation(data=False)
+        damage = find(report, "schema_inconsistencies", "sqlite_quick_check")
+        assert sorted(damage.sample_ids) == [
+            "CHECK constraint failed in legacy_limits",
+            "CHECK constraint failed in servers_server",
+        ]
+    finally:
+        execute("DROP TABLE legacy_limits")
+        Server.objects.all().delete()
