@@ -1,6 +1,7 @@
 """MariaDB: everything vendor-specific about it."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from .base import Engine
@@ -82,13 +83,22 @@ class MySQLEngine(Engine):
                 migrations.setdefault(app, []).append(name)
         return counts, migrations
 
+    def _counts_on_own_connection(self, tables) -> tuple[dict[str, int], dict[str, list[str]]]:
+        conn = self._mysqldb_connect()
+        try:
+            return self._table_counts(conn.cursor(), tables)
+        finally:
+            conn.close()
+
     def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
         """mariadb-dump of this database into ``out``, with row counts of the very same snapshot.
 
         mariadb-dump cannot share its snapshot, so the counts are taken under LOCK TABLES
         ... READ, held until mariadb-dump has started its consistent-snapshot transaction
         (its first table in the stream): writers wait for those milliseconds, and the
-        manifest's counts are exactly the dump's.
+        manifest's counts are exactly the dump's. The counts run on a second connection
+        while mariadb-dump starts (READ locks let every reader in), so neither the dump
+        nor the writers wait for both one after the other.
         """
         import subprocess
         import tempfile
@@ -111,7 +121,9 @@ class MySQLEngine(Engine):
             if tables:
                 cursor.execute("LOCK TABLES " + ", ".join(f"`{t}` READ" for t in tables))
                 locked = True
-            outcome.row_counts, outcome.migrations = self._table_counts(cursor, tables)
+            counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts")
+            counted = counter.submit(self._counts_on_own_connection, tables)
+            counter.shutdown(wait=False)
             cmd, env = self._client_command("mariadb-dump")
             cmd += [
                 "--single-transaction",
@@ -131,7 +143,7 @@ class MySQLEngine(Engine):
                     while chunk := dump.stdout.read1(CHUNK):
                         out.write(chunk)
                         scanner.feed(chunk)
-                        if locked and scanner.started:
+                        if locked and scanner.started and counted.done():
                             cursor.execute("UNLOCK TABLES")
                             locked = False
                 except BaseException:
@@ -141,6 +153,7 @@ class MySQLEngine(Engine):
                     rc = dump.wait()
                 if rc != 0:
                     raise BackupFailed(f"mariadb-dump failed: {first_line(err)}")
+            outcome.row_counts, outcome.migrations = counted.result()
             outcome.checks.append(
                 Check(
                     "dump_completed",
@@ -386,7 +399,10 @@ class MySQLEngine(Engine):
         return indexes, set(found)
 
     def integrity_problems(
-        self, covered_fk_tables: set[str] | frozenset = frozenset(), deep: bool = False
+        self,
+        covered_fk_tables: set[str] | frozenset = frozenset(),
+        deep: bool = False,
+        checks_covered: dict[str, set[str]] | None = None,
     ) -> list[dict]:
         """None cheap enough to run: CHECK TABLE reads every row and locks the table."""
         return []
