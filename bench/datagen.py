@@ -10,8 +10,11 @@ panel's do: a few users own many servers, most own a few or none.
 
 Speed: rows are built as plain tuples and written with the DB-API cursor's
 ``executemany`` (``COPY`` on PostgreSQL), one transaction per batch, with explicit
-ids so servers can point at their owners without reading them back. All demo users
-share one precomputed, unusable password hash (demo accounts cannot log in).
+ids so servers can point at their owners without reading them back. On SQLite the
+servers, most of the rows, are computed by SQLite itself (``INSERT ... SELECT``, see
+``_generate_servers_sqlite``): the same rules, drawn differently, so a seed gives
+other servers on SQLite than on the other engines. All demo users share one
+precomputed, unusable password hash (demo accounts cannot log in).
 
 Deterministic: the same seed on the same starting database gives the same rows.
 Timestamps are relative to the start of the current UTC day (or ``now``), so two
@@ -115,6 +118,10 @@ CONFIG_DESCRIPTIONS = (
 )
 
 
+# Rows in the first batch a Python generator builds (the others have batch_size).
+FIRST_BATCH = 2_000
+
+
 class GenerationError(Exception):
     """The data could not be generated (unmigrated database, no owners, a clash with existing rows)."""
 
@@ -159,7 +166,9 @@ class _Clock:
         # Precomputed day and time-of-day strings: formatting a million datetimes
         # one by one would be most of the generator's time.
         self._days = [(anchor - dt.timedelta(days=d)).strftime("%Y-%m-%d") for d in range(days)]
-        self._tods = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{suffix}" for s in range(86400)]
+        # Built from hours and minute:second pairs: 86,400 formatted strings took a fifth of a second.
+        minutes_seconds = [f":{m:02d}:{s:02d}{suffix}" for m in range(60) for s in range(60)]
+        self._tods = [f"{h:02d}" + ms for h in range(24) for ms in minutes_seconds]
         self._base = anchor.hour * 3600 + anchor.minute * 60 + anchor.second
 
     def ago(self, seconds: int) -> str:
@@ -291,7 +300,14 @@ class _Writer:
         with self.connection.cursor() as cursor:
             cursor.execute("PRAGMA cache_size")
             previous_cache = int(cursor.fetchone()[0])
-            cursor.execute("PRAGMA cache_size = -262144")  # 256 MiB, this connection only
+            cursor.execute("PRAGMA temp.cache_size")
+            previous_temp_cache = int(cursor.fetchone()[0])
+            # 512 MiB, this connection only, allocated as pages are used: a million servers
+            # and their indexes fit, so nothing spills to the WAL before the commit.
+            cursor.execute("PRAGMA cache_size = -524288")
+            # The lookup tables the servers' INSERT ... SELECT joins per row (a few MiB at
+            # a million servers) stay in memory instead of being read back from the temp file.
+            cursor.execute("PRAGMA temp.cache_size = -65536")
             cursor.execute("PRAGMA ignore_check_constraints = ON")
         self.checks_deferred = True
         # Millions of new tuples would trigger the cyclic GC over and over for nothing.
@@ -306,6 +322,7 @@ class _Writer:
             with self.connection.cursor() as cursor:
                 cursor.execute("PRAGMA ignore_check_constraints = OFF")
                 cursor.execute(f"PRAGMA cache_size = {previous_cache}")
+                cursor.execute(f"PRAGMA temp.cache_size = {previous_temp_cache}")
 
 
 def _scalar(database: str, sql: str, params=()) -> int:
@@ -378,7 +395,9 @@ def generate(
             _generate_users(writer, User, rng, clock, user_start, users, batch_size, progress, joined_age)
         active = 0
         if servers:
-            active = _generate_servers(
+            # SQLite: the rows are computed by the engine itself (see _generate_servers_sqlite).
+            make_servers = _generate_servers_sqlite if connection.vendor == "sqlite" else _generate_servers
+            active = make_servers(
                 writer,
                 Server,
                 rng,
@@ -413,9 +432,14 @@ def generate(
     )
 
 
-def _batches(total: int, batch_size: int) -> Iterator[tuple[int, int]]:
-    for start in range(0, total, batch_size):
-        yield start, min(batch_size, total - start)
+def _batches(total: int, batch_size: int, first: int | None = None) -> Iterator[tuple[int, int]]:
+    """(offset, count) of each batch; ``first``, when given, caps the first batch's size."""
+    start = 0
+    size = min(batch_size, first) if first else batch_size
+    while start < total:
+        yield start, min(size, total - start)
+        start += size
+        size = batch_size
 
 
 def _write_batches(writer, model, fields, total, batch_size, progress, label, make_rows) -> None:
@@ -426,7 +450,8 @@ def _write_batches(writer, model, fields, total, batch_size, progress, label, ma
     the data stays deterministic.
     """
     done = 0
-    batches = list(_batches(total, batch_size))
+    # A small first batch: nothing overlaps its building, so the pipeline starts sooner.
+    batches = list(_batches(total, batch_size, first=FIRST_BATCH))
     with writer.loading(model), ThreadPoolExecutor(max_workers=1, thread_name_prefix="datagen") as pool:
         pending = pool.submit(make_rows, *batches[0]) if batches else None
         for index, (_offset, count) in enumerate(batches):
@@ -633,3 +658,168 @@ def _generate_configs(writer, Configuration, rng, clock, start, total, batch_siz
         return rows
 
     _write_batches(writer, Configuration, CONFIG_FIELDS, total, batch_size, progress, "configuration", make_rows)
+
+
+# Lehmer ("MINSTD") generator: x -> x * 48271 mod (2**31 - 1). Its values stay
+# below 2**31, so the product of two stays below SQLite's 2**63 integer limit (past
+# it SQLite silently switches to floating point), and Python can jump it to any id
+# with pow(): the value for an id does not depend on how the rows are batched.
+LEHMER_MODULUS = 2_147_483_647
+LEHMER_MULTIPLIER = 48_271
+PROFILES = 4096  # distinct (memory, gamemode, difficulty, ...) combinations per run
+
+
+def _lehmer_at(base: int, n: int) -> int:
+    """The generator's value ``n`` steps after ``base``."""
+    return base * pow(LEHMER_MULTIPLIER, n, LEHMER_MODULUS) % LEHMER_MODULUS
+
+
+def _server_profiles(rng: random.Random) -> list[tuple]:
+    """(k, memory_mb, gamemode, difficulty, version, motd, max_players, hardcore, pvp) drawn ``PROFILES`` times.
+
+    One lookup per server instead of eight weighted draws; with thousands of
+    profiles the combinations still vary as much as independent draws would look.
+    """
+    r = rng.random
+    return [
+        (
+            k,
+            MEMORY_TABLE[int(r() * len(MEMORY_TABLE))],
+            GAMEMODES[int(r() * len(GAMEMODES))],
+            DIFFICULTIES[int(r() * len(DIFFICULTIES))],
+            VERSIONS[int(r() * len(VERSIONS))],
+            MOTDS[int(r() * len(MOTDS))],
+            MAX_PLAYERS[int(r() * len(MAX_PLAYERS))],
+            int(r() < 0.05),
+            int(r() < 0.8),
+        )
+        for k in range(PROFILES)
+    ]
+
+
+def _generate_servers_sqlite(
+    writer,
+    Server,
+    rng,
+    clock,
+    start,
+    total,
+    batch_size,
+    progress,
+    owner_ids,
+    user_start,
+    joined_age,
+    database,
+) -> int:
+    """The servers as ``INSERT ... SELECT`` statements that compute every row inside SQLite.
+
+    Building a million rows in Python and binding them value by value is slower than
+    SQLite can store them. Here Python only draws what must be exact or is shared
+    (which servers are up and their distinct ports, the owners and when each joined,
+    a few thousand "profiles" of the small settings, the name prefixes) into
+    temporary tables; every other value comes from a seeded Lehmer generator stepped
+    once per id in SQL, so the same seed still gives the same rows. CHECKs are
+    ignored per row and verified per batch before commit, as on the other path.
+    """
+    connection = writer.connection
+    qn = connection.ops.quote_name
+    span = clock.span
+    free = _free_ports(database, Server)
+    # The same rules as _generate_servers: a third up, within the free ports.
+    n_active = min(round(total * 0.32), int(len(free) * MAX_ACTIVE_PORT_SHARE))
+    active_ports = free[:n_active]
+    rng.shuffle(active_ports)
+    active_rows = list(zip(sorted(rng.sample(range(total), n_active)), active_ports, strict=True))
+    # owner_ids is a random permutation already; the SQL draws a slot skewed
+    # towards 0. ``age``: seconds since the owner joined when this run created it,
+    # else any time in the span.
+    if len(joined_age):
+        owner_rows = [(k, o, joined_age[o - user_start]) for k, o in enumerate(owner_ids)]
+    else:
+        owner_rows = [(k, o, span) for k, o in enumerate(owner_ids)]
+    prefixes = [f"{a}{sep}{b}{sep}" for a in ADJECTIVES for b in NOUNS for sep in ("-", "_")]
+    temp_tables = {
+        "datagen_active": ("k INTEGER PRIMARY KEY, port INTEGER", active_rows),
+        "datagen_owner": ("k INTEGER PRIMARY KEY, id INTEGER, age INTEGER", owner_rows),
+        "datagen_prefix": ("k INTEGER PRIMARY KEY, prefix TEXT", list(enumerate(prefixes))),
+        "datagen_profile": (
+            "k INTEGER PRIMARY KEY, memory_mb, gamemode, difficulty, version, motd, max_players, hardcore, pvp",
+            _server_profiles(rng),
+        ),
+    }
+
+    m, g = LEHMER_MODULUS, LEHMER_MULTIPLIER
+    base = rng.randrange(1, m)
+    # Four values per row: h1 steps the generator, h2-h4 are it times fixed
+    # multipliers (the same sequence read further on), one multiplication each.
+    k2, k3, k4 = (rng.randrange(1 << 20, m) for _ in range(3))
+    epoch = int(clock.anchor.replace(tzinfo=dt.UTC).timestamp())
+    # Seconds before the anchor: created after the owner joined, updated after it
+    # was created and mostly lately (the fraction to the 4th power).
+    created = "(o.age * (s.h3 % 1048576) >> 20)"
+    f = "(s.h4 % 65536)"
+    updated = f"(((({created} * {f} >> 16) * {f} >> 16) * {f} >> 16) * {f} >> 16)"
+    stopped = "((s.h1 >> 19) % 1000)"
+    table = qn(Server._meta.db_table)
+    columns = ", ".join(qn(c) for c in _columns(Server, SERVER_FIELDS))
+    # ?1, ?2: the batch's first and last id; ?3: the generator's value at ?1.
+    # h1 picks the profile (bits 0-11), the status (12-18) and a stopped server's
+    # port (19-30); h2 the name prefix and, with h4, the owner slot; h3 when the
+    # server was created and its world seed; h4 when it was last updated.
+    insert = f"""
+        INSERT INTO {table} ({columns})
+        WITH RECURSIVE s(id, h1, h2, h3, h4) AS (
+            SELECT ?1, ?3, ?3 * {k2} % {m}, ?3 * {k3} % {m}, ?3 * {k4} % {m}
+            UNION ALL
+            SELECT id + 1, h1 * {g} % {m}, h1 * {g * k2 % m} % {m}, h1 * {g * k3 % m} % {m}, h1 * {g * k4 % m} % {m}
+            FROM s WHERE id < ?2
+        )
+        SELECT
+            s.id,
+            x.prefix || s.id,
+            o.id,
+            -- Stopped servers keep whatever port they had; many never changed Minecraft's 25565.
+            coalesce(a.port, CASE
+                WHEN {stopped} < 400 THEN 25565
+                WHEN {stopped} < 800 THEN 25166 + {stopped}
+                ELSE 1024 + {stopped} * 7919 % 64512
+            END),
+            p.memory_mb,
+            CASE
+                WHEN a.port IS NOT NULL THEN CASE WHEN (s.h1 >> 12) % 128 < 119 THEN 'Running' ELSE 'Starting' END
+                WHEN (s.h1 >> 12) % 128 < 122 THEN 'Stopped' ELSE 'Stopping'
+            END,
+            p.gamemode, p.difficulty, p.version, p.motd,
+            CASE WHEN (s.h3 >> 20) % 100 < 60 THEN '' ELSE CAST(s.h2 % 1000000 * 1000000 + s.h3 % 1000000 AS TEXT) END,
+            p.max_players, p.hardcore, p.pvp,
+            datetime({epoch} - {created}, 'unixepoch'),
+            datetime({epoch} - {updated}, 'unixepoch')
+        FROM s
+        JOIN temp.datagen_profile p ON p.k = s.h1 % {PROFILES}
+        JOIN temp.datagen_prefix x ON x.k = s.h2 % {len(prefixes)}
+        -- Two uniform draws multiplied: most servers belong to a few owners' slots.
+        JOIN temp.datagen_owner o ON o.k = (s.h2 >> 12) % 524288 * ((s.h4 >> 16) % 32768) * {len(owner_rows)} >> 34
+        LEFT JOIN temp.datagen_active a ON a.k = s.id - {start}
+    """
+    done = 0
+    with writer.loading(Server):
+        raw = connection.connection.cursor()
+        try:
+            for name, (definition, rows) in temp_tables.items():
+                raw.execute(f"DROP TABLE IF EXISTS temp.{name}")
+                raw.execute(f"CREATE TEMP TABLE {name} ({definition})")
+                if rows:
+                    raw.executemany(f"INSERT INTO temp.{name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            for offset, count in _batches(total, batch_size):
+                first, last = start + offset, start + offset + count - 1
+                with transaction.atomic(using=connection.alias):
+                    raw.execute(insert, (first, last, _lehmer_at(base, first)))
+                    writer.verify(Server, first, last)
+                done += count
+                if progress:
+                    progress("servers", done, total)
+        finally:
+            for name in temp_tables:
+                raw.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            raw.close()
+    return n_active

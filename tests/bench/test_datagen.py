@@ -10,7 +10,17 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
-from bench.datagen import SERVER_FIELDS, GenerationError, _Writer, generate
+from bench.datagen import (
+    LEHMER_MODULUS,
+    LEHMER_MULTIPLIER,
+    SERVER_FIELDS,
+    GenerationError,
+    _batches,
+    _Clock,
+    _lehmer_at,
+    _Writer,
+    generate,
+)
 from servers.models import Configuration, Server
 
 NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
@@ -164,3 +174,71 @@ def test_sqlite_rows_loaded_without_per_row_checks_are_checked_before_commit():
     assert not Server.objects.exists()
     with pytest.raises(Exception, match="CHECK constraint"), transaction.atomic():
         writer.write(Server, SERVER_FIELDS, [(*bad[0], stamp, stamp)])  # checks are back on
+
+
+@pytest.mark.django_db
+def test_progress_is_reported_after_every_batch():
+    calls = []
+    generate(users=250, servers=300, configs=5, seed=4, now=NOW, batch_size=100, progress=lambda *a: calls.append(a))
+    assert [c for c in calls if c[0] == "users"] == [("users", 100, 250), ("users", 200, 250), ("users", 250, 250)]
+    assert [c for c in calls if c[0] == "servers"] == [
+        ("servers", 100, 300),
+        ("servers", 200, 300),
+        ("servers", 300, 300),
+    ]
+    assert calls[-1] == ("configuration", 5, 5)
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.django_db
+def test_sqlite_servers_do_not_depend_on_the_batch_size():
+    """SQLite computes the servers from (seed, id): batching them differently changes nothing."""
+    generate(users=60, servers=700, configs=3, seed=9, now=NOW)
+    first = snapshot()
+    for model in (Server, Configuration, User):
+        model.objects.all().delete()
+    generate(users=60, servers=700, configs=3, seed=9, now=NOW, batch_size=97)
+    assert snapshot() == first
+
+
+@pytest.mark.django_db
+def test_servers_vary_in_every_setting():
+    generate(users=100, servers=2000, configs=1, seed=11, now=NOW)
+    for column, at_least in [
+        ("gamemode", 4),
+        ("difficulty", 4),
+        ("version", 8),
+        ("motd", 10),
+        ("max_players", 6),
+        ("hardcore", 2),
+        ("pvp", 2),
+        ("seed", 100),
+    ]:
+        assert Server.objects.values(column).distinct().count() >= at_least, column
+    assert Server.objects.filter(seed="").count() > 500
+    # Owners are skewed: the busiest owns many times the average.
+    busiest = Server.objects.values("owner").annotate(n=Count("id")).order_by("-n").first()["n"]
+    assert busiest >= 3 * 2000 / 100
+    # Updated mostly lately: the median server was updated well after it was created.
+    assert Server.objects.filter(updated_at__gt=F("created_at")).count() > 1900
+
+
+def test_lehmer_jump_matches_stepping():
+    base, x = 123_456_789, 123_456_789
+    for n in range(1, 50):
+        x = x * LEHMER_MULTIPLIER % LEHMER_MODULUS
+        assert _lehmer_at(base, n) == x
+
+
+def test_batches_cover_the_total_with_a_small_first_one():
+    assert list(_batches(10, 4)) == [(0, 4), (4, 4), (8, 2)]
+    assert list(_batches(10, 4, first=1)) == [(0, 1), (1, 4), (5, 4), (9, 1)]
+    assert list(_batches(3, 4, first=10)) == [(0, 3)]
+    assert list(_batches(0, 4, first=1)) == []
+
+
+def test_clock_formats_timestamps_before_the_anchor():
+    clock = _Clock(dt.datetime(2026, 6, 1, 12, 30, 5), "")
+    assert clock.ago(0) == "2026-06-01 12:30:05"
+    assert clock.ago(3600 * 12 + 30 * 60 + 6) == "2026-05-31 23:59:59"
+    assert _Clock(dt.datetime(2026, 6, 1), "+00").ago(1) == "2026-05-31 23:59:59+00"
