@@ -386,6 +386,9 @@ def inconsistency_rules(database: str, model_list) -> list[Rule]:
                 model=Server,
                 name="active_port_unique",
                 queryset=port_clash,
+                count=lambda: _duplicate_count(
+                    Server, database, {"_dbtools_k0": F("port")}, Q(status__in=active, status__in_exact=active)
+                ),
                 message="servers Running or Starting on the same port: only one of them can bind it",
                 fix="Stop all but one server on each port, or move the others to free ports.",
             )
