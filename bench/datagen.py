@@ -11,9 +11,9 @@ panel's do: a few users own many servers, most own a few or none.
 Speed: rows are built as plain tuples and written with the DB-API cursor's
 ``executemany`` (``COPY`` on PostgreSQL), one transaction per batch, with explicit
 ids so servers can point at their owners without reading them back. On SQLite the
-servers, most of the rows, are computed by SQLite itself (``INSERT ... SELECT``, see
-``_generate_servers_sqlite``): the same rules, drawn differently, so a seed gives
-other servers on SQLite than on the other engines. All demo users share one
+users and servers, nearly all the rows, are computed by SQLite itself (``INSERT ...
+SELECT``, see ``_generate_servers_sqlite``): the same rules, drawn differently, so a
+seed gives other rows on SQLite than on the other engines. All demo users share one
 precomputed, unusable password hash (demo accounts cannot log in).
 
 Deterministic: the same seed on the same starting database gives the same rows.
@@ -254,6 +254,8 @@ class _Writer:
             model._base_manager.using(self.connection.alias)
             .filter(pk__gte=first_id, pk__lte=last_id)
             .exclude(rules)
+            # No ORDER BY (the model's is by name): SQLite would walk the whole name index.
+            .order_by()
             .values_list("pk", flat=True)[:10]
         )
         bad = list(bad)
@@ -392,10 +394,11 @@ def generate(
 
     with writer.fast_mode():
         if users:
-            _generate_users(writer, User, rng, clock, user_start, users, batch_size, progress, joined_age)
+            # SQLite: the rows are computed by the engine itself (see _insert_select).
+            make_users = _generate_users_sqlite if connection.vendor == "sqlite" else _generate_users
+            make_users(writer, User, rng, clock, user_start, users, batch_size, progress, joined_age)
         active = 0
         if servers:
-            # SQLite: the rows are computed by the engine itself (see _generate_servers_sqlite).
             make_servers = _generate_servers_sqlite if connection.vendor == "sqlite" else _generate_servers
             active = make_servers(
                 writer,
@@ -546,7 +549,6 @@ def _generate_servers(
     database,
 ) -> int:
     r = rng.random
-    span = clock.span
     free = _free_ports(database, Server)
     # About a third of the servers are up when there are ports enough; with a
     # million servers the 64,512 ports are the bound, as on a real host.
@@ -559,9 +561,15 @@ def _generate_servers(
     next_port = iter(active_ports)
 
     n_owners = len(owner_ids)
-    # Seconds since each owner joined, when this run created it; else any time in the span.
-    new_lo = user_start
-    ages = joined_age if len(joined_age) else None
+    # Seconds since each owner (in owner_ids' order) joined: servers are created after that.
+    if len(joined_age):
+        owner_age = [joined_age[o - user_start] for o in owner_ids]
+    else:
+        # Existing owners; one who joined after the anchor (today) gets servers created at it.
+        User = Server._meta.get_field("owner").related_model
+        joined = dict(User._base_manager.using(database).values_list("id", "date_joined"))
+        anchor = clock.anchor.replace(tzinfo=dt.UTC)
+        owner_age = [max(0, int((anchor - joined[o]).total_seconds())) for o in owner_ids]
     # Weighted and combined choices as lookup tables: one random() and one index per pick.
     prefixes = [f"{a}{sep}{b}{sep}" for a in ADJECTIVES for b in NOUNS for sep in ("-", "_")]
     # Stopped servers keep whatever port they had; many never changed Minecraft's 25565.
@@ -575,7 +583,8 @@ def _generate_servers(
         loop = range(count)
         active = is_active[offset : offset + count]
         names = [prefixes[int(r() * n_prefix)] + str(start + offset + k) for k in loop]
-        owners = [owner_ids[int(n_owners * r() ** 1.5)] for _ in loop]
+        slots = [int(n_owners * r() ** 1.5) for _ in loop]
+        owners = [owner_ids[k] for k in slots]
         statuses = [
             ("Running" if r() < 0.93 else "Starting") if up else ("Stopped" if r() < 0.95 else "Stopping")
             for up in active
@@ -588,10 +597,7 @@ def _generate_servers(
         hardcore = [int(r() < 0.05) for _ in loop]
         pvp = [int(r() < 0.8) for _ in loop]
         # Created after the owner joined; updated after it was created, mostly lately.
-        if ages is not None:
-            created = [int(ages[o - new_lo] * r()) for o in owners]
-        else:
-            created = [int(span * r()) for _ in loop]
+        created = [int(owner_age[k] * r()) for k in slots]
         updated = [int(c * r() ** 4) for c in created]
         created_at = [f"{days[-((base - c) // 86400)]} {tods[(base - c) % 86400]}" for c in created]
         updated_at = [f"{days[-((base - u) // 86400)]} {tods[(base - u) % 86400]}" for u in updated]
@@ -707,23 +713,23 @@ def _generate_servers_sqlite(
     batch_size,
     progress,
     owner_ids,
-    user_start,
-    joined_age,
+    _user_start,
+    _joined_age,
     database,
 ) -> int:
     """The servers as ``INSERT ... SELECT`` statements that compute every row inside SQLite.
 
     Building a million rows in Python and binding them value by value is slower than
     SQLite can store them. Here Python only draws what must be exact or is shared
-    (which servers are up and their distinct ports, the owners and when each joined,
-    a few thousand "profiles" of the small settings, the name prefixes) into
-    temporary tables; every other value comes from a seeded Lehmer generator stepped
-    once per id in SQL, so the same seed still gives the same rows. CHECKs are
+    (which servers are up and their distinct ports, the owners in random order, a few
+    thousand "profiles" of the small settings, the name prefixes) into temporary
+    tables, and when each owner joined is read from the users table; every other
+    value comes from a seeded Lehmer generator stepped once per id in SQL, so the
+    same seed still gives the same rows, however they are batched. CHECKs are
     ignored per row and verified per batch before commit, as on the other path.
     """
     connection = writer.connection
     qn = connection.ops.quote_name
-    span = clock.span
     free = _free_ports(database, Server)
     # The same rules as _generate_servers: a third up, within the free ports.
     n_active = min(round(total * 0.32), int(len(free) * MAX_ACTIVE_PORT_SHARE))
@@ -731,12 +737,9 @@ def _generate_servers_sqlite(
     rng.shuffle(active_ports)
     active_rows = list(zip(sorted(rng.sample(range(total), n_active)), active_ports, strict=True))
     # owner_ids is a random permutation already; the SQL draws a slot skewed
-    # towards 0. ``age``: seconds since the owner joined when this run created it,
-    # else any time in the span.
-    if len(joined_age):
-        owner_rows = [(k, o, joined_age[o - user_start]) for k, o in enumerate(owner_ids)]
-    else:
-        owner_rows = [(k, o, span) for k, o in enumerate(owner_ids)]
+    # towards 0. ``age`` (seconds since the owner joined) is filled in from the
+    # stored date_joined below, for new and existing owners alike.
+    owner_rows = [(k, o, None) for k, o in enumerate(owner_ids)]
     prefixes = [f"{a}{sep}{b}{sep}" for a in ADJECTIVES for b in NOUNS for sep in ("-", "_")]
     temp_tables = {
         "datagen_active": ("k INTEGER PRIMARY KEY, port INTEGER", active_rows),
@@ -748,11 +751,7 @@ def _generate_servers_sqlite(
         ),
     }
 
-    m, g = LEHMER_MODULUS, LEHMER_MULTIPLIER
-    base = rng.randrange(1, m)
-    # Four values per row: h1 steps the generator, h2-h4 are it times fixed
-    # multipliers (the same sequence read further on), one multiplication each.
-    k2, k3, k4 = (rng.randrange(1 << 20, m) for _ in range(3))
+    cte, base = _lehmer_sql(rng, 4)
     epoch = int(clock.anchor.replace(tzinfo=dt.UTC).timestamp())
     # Seconds before the anchor: created after the owner joined, updated after it
     # was created and mostly lately (the fraction to the 4th power).
@@ -762,18 +761,12 @@ def _generate_servers_sqlite(
     stopped = "((s.h1 >> 19) % 1000)"
     table = qn(Server._meta.db_table)
     columns = ", ".join(qn(c) for c in _columns(Server, SERVER_FIELDS))
-    # ?1, ?2: the batch's first and last id; ?3: the generator's value at ?1.
     # h1 picks the profile (bits 0-11), the status (12-18) and a stopped server's
     # port (19-30); h2 the name prefix and, with h4, the owner slot; h3 when the
     # server was created and its world seed; h4 when it was last updated.
     insert = f"""
         INSERT INTO {table} ({columns})
-        WITH RECURSIVE s(id, h1, h2, h3, h4) AS (
-            SELECT ?1, ?3, ?3 * {k2} % {m}, ?3 * {k3} % {m}, ?3 * {k4} % {m}
-            UNION ALL
-            SELECT id + 1, h1 * {g} % {m}, h1 * {g * k2 % m} % {m}, h1 * {g * k3 % m} % {m}, h1 * {g * k4 % m} % {m}
-            FROM s WHERE id < ?2
-        )
+        {cte}
         SELECT
             s.id,
             x.prefix || s.id,
@@ -801,8 +794,29 @@ def _generate_servers_sqlite(
         JOIN temp.datagen_owner o ON o.k = (s.h2 >> 12) % 524288 * ((s.h4 >> 16) % 32768) * {len(owner_rows)} >> 34
         LEFT JOIN temp.datagen_active a ON a.k = s.id - {start}
     """
+    users = qn(Server._meta.get_field("owner").related_model._meta.db_table)
+    # Never negative: an account created today, after the anchor, owns servers created at the anchor.
+    owner_ages = f"""
+        UPDATE temp.datagen_owner SET age = (
+            SELECT max(0, {epoch} - CAST(strftime('%s', u.date_joined) AS INTEGER))
+            FROM {users} u WHERE u.id = datagen_owner.id
+        )
+    """
+    _insert_select(writer, Server, "servers", insert, temp_tables, start, total, batch_size, progress, base, owner_ages)
+    return n_active
+
+
+def _insert_select(writer, model, label, insert, temp_tables, start, total, batch_size, progress, base, *setup):
+    """Run ``insert`` once per batch, after filling ``temp_tables`` ({name: (columns, rows)}).
+
+    ``insert`` takes the batch's first and last id and the Lehmer value at the first
+    (``?1``-``?3``). The whole table is loaded in one transaction with its indexes
+    built at the end (``writer.loading``); each batch is checked before the next.
+    ``setup``: SQL run after the temporary tables are filled.
+    """
+    connection = writer.connection
     done = 0
-    with writer.loading(Server):
+    with writer.loading(model):
         raw = connection.connection.cursor()
         try:
             for name, (definition, rows) in temp_tables.items():
@@ -810,16 +824,96 @@ def _generate_servers_sqlite(
                 raw.execute(f"CREATE TEMP TABLE {name} ({definition})")
                 if rows:
                     raw.executemany(f"INSERT INTO temp.{name} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            for sql in setup:
+                raw.execute(sql)
             for offset, count in _batches(total, batch_size):
                 first, last = start + offset, start + offset + count - 1
                 with transaction.atomic(using=connection.alias):
                     raw.execute(insert, (first, last, _lehmer_at(base, first)))
-                    writer.verify(Server, first, last)
+                    writer.verify(model, first, last)
                 done += count
                 if progress:
-                    progress("servers", done, total)
+                    progress(label, done, total)
         finally:
             for name in temp_tables:
                 raw.execute(f"DROP TABLE IF EXISTS temp.{name}")
             raw.close()
-    return n_active
+
+
+def _lehmer_sql(rng: random.Random, streams: int) -> tuple[str, int]:
+    """A recursive CTE ``s(id, h1, ..., h<streams>)`` from ids ?1 to ?2, and its random base.
+
+    h1 steps the generator once per id (from ?3, its value at ?1); the others are h1
+    times fixed multipliers, the same sequence read further on: one multiplication
+    each instead of a hash per value.
+    """
+    m, g = LEHMER_MODULUS, LEHMER_MULTIPLIER
+    base = rng.randrange(1, m)
+    ks = [1] + [rng.randrange(1 << 20, m) for _ in range(streams - 1)]
+    names = ", ".join(f"h{i + 1}" for i in range(streams))
+    seed_row = ", ".join(f"?3 * {k} % {m}" for k in ks)
+    next_row = ", ".join(f"h1 * {g * k % m} % {m}" for k in ks)
+    cte = f"""
+        WITH RECURSIVE s(id, {names}) AS (
+            SELECT ?1, {seed_row}
+            UNION ALL
+            SELECT id + 1, {next_row} FROM s WHERE id < ?2
+        )"""
+    return cte, base
+
+
+def _generate_users_sqlite(writer, User, rng, clock, start, total, batch_size, progress, _joined_age) -> None:
+    """The users as ``INSERT ... SELECT`` statements computed inside SQLite (see _generate_servers_sqlite).
+
+    The same shapes as _generate_users: three username styles and two email styles
+    ending in the id (unique even ignoring case, as letters never end in a digit),
+    15% without an email (NULL), recent accounts more common than old ones, last
+    logins mostly soon after joining.
+    """
+    qn = writer.connection.ops.quote_name
+    firsts = [(k, n, n.capitalize()) for k, n in enumerate(FIRST_NAMES)]
+    lasts = [(k, n, n.capitalize()) for k, n in enumerate(LAST_NAMES)]
+    temp_tables = {
+        "datagen_first": ("k INTEGER PRIMARY KEY, name TEXT, cap TEXT", firsts),
+        "datagen_last": ("k INTEGER PRIMARY KEY, name TEXT, cap TEXT", lasts),
+        "datagen_domain": ("k INTEGER PRIMARY KEY, domain TEXT", list(enumerate(EMAIL_DOMAINS))),
+    }
+    cte, base = _lehmer_sql(rng, 3)
+    epoch = int(clock.anchor.replace(tzinfo=dt.UTC).timestamp())
+    # h1: names, domain, separator, username style; h2: when the user joined (the
+    # fraction squared: older accounts are rarer) and is_admin; h3: last login
+    # (none for 30%, else the fraction cubed of the time since joining), email
+    # style, is_active.
+    age = f"({clock.span} * ((s.h2 % 1048576) * (s.h2 % 1048576) >> 20) >> 20)"
+    w = "((s.h3 >> 7) % 1024)"
+    login_age = f"(((({age} * {w}) >> 10) * {w} >> 10) * {w} >> 10)"
+    table = qn(User._meta.db_table)
+    columns = ", ".join(qn(c) for c in _columns(User, USER_FIELDS))
+    insert = f"""
+        INSERT INTO {table} ({columns})
+        {cte}
+        SELECT
+            s.id,
+            '{DEMO_PASSWORD_HASH}',
+            CASE WHEN s.h3 % 100 < 30 THEN NULL ELSE datetime({epoch} - {login_age}, 'unixepoch') END,
+            CASE
+                WHEN (s.h1 >> 23) % 100 < 50 THEN
+                    f.name || CASE (s.h1 >> 20) % 5 WHEN 1 THEN '_' WHEN 2 THEN '-' WHEN 4 THEN '_' ELSE '' END
+                    || l.name || s.id
+                WHEN (s.h1 >> 23) % 100 < 80 THEN f.cap || l.cap || s.id
+                ELSE f.name || s.id
+            END,
+            CASE
+                WHEN (s.h3 >> 17) % 100 < 15 THEN NULL
+                WHEN (s.h3 >> 17) % 100 < 20 THEN f.cap || '.' || l.cap || s.id || '@' || d.domain
+                ELSE f.name || '.' || l.name || s.id || '@' || d.domain
+            END,
+            (s.h2 >> 20) % 2048 < 4,
+            (s.h3 >> 24) % 128 < 122,
+            datetime({epoch} - {age}, 'unixepoch')
+        FROM s
+        JOIN temp.datagen_first f ON f.k = s.h1 % {len(firsts)}
+        JOIN temp.datagen_last l ON l.k = (s.h1 >> 8) % {len(lasts)}
+        JOIN temp.datagen_domain d ON d.k = (s.h1 >> 16) % {len(EMAIL_DOMAINS)}
+    """
+    _insert_select(writer, User, "users", insert, temp_tables, start, total, batch_size, progress, base)

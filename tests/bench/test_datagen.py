@@ -242,3 +242,26 @@ def test_clock_formats_timestamps_before_the_anchor():
     assert clock.ago(0) == "2026-06-01 12:30:05"
     assert clock.ago(3600 * 12 + 30 * 60 + 6) == "2026-05-31 23:59:59"
     assert _Clock(dt.datetime(2026, 6, 1), "+00").ago(1) == "2026-05-31 23:59:59+00"
+
+
+@pytest.mark.django_db
+def test_users_vary_in_name_email_and_activity():
+    generate(users=2000, seed=12, now=NOW)
+    users = User.objects.all()
+    assert users.filter(username__contains="_").exists() and users.filter(username__contains="-").exists()
+    assert users.filter(username__regex=r"^[A-Z][a-z]+[A-Z]").exists()  # FirstLast123
+    assert users.filter(username__regex=r"^[a-z]+[0-9]+$").exists()  # first123
+    assert 150 < users.filter(email=None).count() < 450
+    assert users.filter(email__regex=r"^[A-Z]").exists()
+    assert 400 < users.filter(last_login=None).count() < 800
+    assert users.filter(is_active=False).exists()
+    assert users.values("date_joined").distinct().count() > 1900
+
+
+@pytest.mark.django_db
+def test_servers_of_existing_owners_are_created_after_they_joined():
+    generate(users=30, seed=13, now=NOW)
+    generate(servers=500, seed=14, now=NOW)
+    assert Server.objects.count() == 500
+    assert Server.objects.filter(created_at__lt=F("owner__date_joined")).count() == 0
+    assert Server.objects.filter(Q(created_at__gt=NOW) | Q(updated_at__gt=NOW)).count() == 0
