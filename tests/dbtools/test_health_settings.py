@@ -48,3 +48,13 @@ def test_malformed_environment_is_named(monkeypatch, settings):
     settings.MCMANAGER_BACKUP_MAX_AGE_HOURS = -1  # what env_int makes of it
     (message,) = [m for m in run_checks(tags=["dbtools"]) if m.id == "dbtools.E001"]
     assert "'abc'" in message.msg
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("command", ["backup", "restore", "validate", "dbstats"])
+def test_operations_commands_still_run_their_own_checks(manage_py, command):
+    """The operations commands skip the URL/admin checks, not the secret key's or their settings'."""
+    done = manage_py(command, env={"DJANGO_SECRET_KEY": ""})
+    assert done.returncode == 1 and "mcmanager.E001" in done.stderr, done.stderr
+    done = manage_py(command, env={"MCMANAGER_BACKUP_COMPRESSION": "lz4"})
+    assert done.returncode == 1 and "dbtools.E002" in done.stderr, done.stderr

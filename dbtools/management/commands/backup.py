@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, list_backups, verify_backup
+from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
 from dbtools.retention import RetentionPolicy, prune_backups
 
@@ -34,6 +35,7 @@ class Command(BaseCommand):
         "Back up the database into the backup directory (verified, atomic, with a manifest); "
         "or --list, --check FILE, --prune."
     )
+    requires_system_checks = OPERATIONS_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")

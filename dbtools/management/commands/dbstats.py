@@ -5,6 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
 from dbtools.monitor import collect_stats
 
@@ -22,6 +23,7 @@ def human_bytes(n) -> str:
 
 class Command(BaseCommand):
     help = "Show database statistics; --json for machines, --format prometheus for node exporter's textfile collector."
+    requires_system_checks = OPERATIONS_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")

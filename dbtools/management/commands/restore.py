@@ -11,12 +11,14 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
 from dbtools.restore import check_restore, format_counts, restore_backup
 
 
 class Command(BaseCommand):
     help = "Restore the database from a backup, after proving the backup good; or --check a backup."
+    requires_system_checks = OPERATIONS_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("file", nargs="?", help="A backup file: a path, or a name in the backup directory.")

@@ -5,12 +5,14 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
+from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
 from dbtools.validation import validate_database
 
 
 class Command(BaseCommand):
     help = "Validate the data and schema of a database; exit 0 when clean, 1 when problems are found, 2 when it cannot run."
+    requires_system_checks = OPERATIONS_CHECKS
 
     def add_arguments(self, parser):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default: %(default)s).")
