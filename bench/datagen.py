@@ -168,7 +168,7 @@ class _Clock:
         self._days = [(anchor - dt.timedelta(days=d)).strftime("%Y-%m-%d") for d in range(days)]
         # Built from hours and minute:second pairs: 86,400 formatted strings took a fifth of a second.
         minutes_seconds = [f":{m:02d}:{s:02d}{suffix}" for m in range(60) for s in range(60)]
-        self._tods = [f"{h:02d}" + ms for h in range(24) for ms in minutes_seconds]
+        self._tods = [h + ms for h in [f"{h:02d}" for h in range(24)] for ms in minutes_seconds]
         self._base = anchor.hour * 3600 + anchor.minute * 60 + anchor.second
 
     def ago(self, seconds: int) -> str:
@@ -736,14 +736,10 @@ def _generate_servers_sqlite(
     active_ports = free[:n_active]
     rng.shuffle(active_ports)
     active_rows = list(zip(sorted(rng.sample(range(total), n_active)), active_ports, strict=True))
-    # owner_ids is a random permutation already; the SQL draws a slot skewed
-    # towards 0. ``age`` (seconds since the owner joined) is filled in from the
-    # stored date_joined below, for new and existing owners alike.
-    owner_rows = [(k, o, None) for k, o in enumerate(owner_ids)]
     prefixes = [f"{a}{sep}{b}{sep}" for a in ADJECTIVES for b in NOUNS for sep in ("-", "_")]
     temp_tables = {
         "datagen_active": ("k INTEGER PRIMARY KEY, port INTEGER", active_rows),
-        "datagen_owner": ("k INTEGER PRIMARY KEY, id INTEGER, age INTEGER", owner_rows),
+        "datagen_owner": ("k INTEGER PRIMARY KEY, id INTEGER, age INTEGER", []),
         "datagen_prefix": ("k INTEGER PRIMARY KEY, prefix TEXT", list(enumerate(prefixes))),
         "datagen_profile": (
             "k INTEGER PRIMARY KEY, memory_mb, gamemode, difficulty, version, motd, max_players, hardcore, pvp",
@@ -791,18 +787,24 @@ def _generate_servers_sqlite(
         JOIN temp.datagen_profile p ON p.k = s.h1 % {PROFILES}
         JOIN temp.datagen_prefix x ON x.k = s.h2 % {len(prefixes)}
         -- Two uniform draws multiplied: most servers belong to a few owners' slots.
-        JOIN temp.datagen_owner o ON o.k = (s.h2 >> 12) % 524288 * ((s.h4 >> 16) % 32768) * {len(owner_rows)} >> 34
+        JOIN temp.datagen_owner o ON o.k = (s.h2 >> 12) % 524288 * ((s.h4 >> 16) % 32768) * {len(owner_ids)} >> 34
         LEFT JOIN temp.datagen_active a ON a.k = s.id - {start}
     """
+    # The owners (owner_ids: the new users, else all) in a seeded random order (a
+    # square breaks the lattice that id * c alone would leave), with the seconds since
+    # each joined; never negative: an account created today, after the anchor, owns
+    # servers created at the anchor.
     users = qn(Server._meta.get_field("owner").related_model._meta.db_table)
-    # Never negative: an account created today, after the anchor, owns servers created at the anchor.
-    owner_ages = f"""
-        UPDATE temp.datagen_owner SET age = (
-            SELECT max(0, {epoch} - CAST(strftime('%s', u.date_joined) AS INTEGER))
-            FROM {users} u WHERE u.id = datagen_owner.id
-        )
+    m, c = LEHMER_MODULUS, rng.randrange(1, LEHMER_MODULUS)
+    owners = f"""
+        INSERT INTO temp.datagen_owner (k, id, age)
+        SELECT
+            row_number() OVER (ORDER BY (id * {c} % {m}) * (id * {c} % {m}) % {m}, id) - 1,
+            id,
+            max(0, {epoch} - CAST(strftime('%s', date_joined) AS INTEGER))
+        FROM {users} WHERE id >= {min(owner_ids)}
     """
-    _insert_select(writer, Server, "servers", insert, temp_tables, start, total, batch_size, progress, base, owner_ages)
+    _insert_select(writer, Server, "servers", insert, temp_tables, start, total, batch_size, progress, base, owners)
     return n_active
 
 
