@@ -26,6 +26,7 @@ from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.connection import ConnectionDoesNotExist
 
 from .errors import CouldNotRun, DatabaseUnreachable
 
@@ -664,9 +665,13 @@ def engine_problems(
 def _ensure_reachable(database: str) -> None:
     from django.conf import settings
 
-    if database not in settings.DATABASES:
-        raise CouldNotRun(f"there is no database '{database}' (DATABASES has {', '.join(settings.DATABASES)})")
-    connection = connections[database]
+    try:
+        # DATABASES, or a connection made at run time in this thread (restore's scratch).
+        connection = connections[database]
+    except ConnectionDoesNotExist:
+        raise CouldNotRun(
+            f"there is no database '{database}' (DATABASES has {', '.join(settings.DATABASES)})"
+        ) from None
     try:
         connection.ensure_connection()
     except DatabaseError as exc:
@@ -701,12 +706,19 @@ def _run_tasks(tasks: list[Callable[[], list[Problem]]], database: str, workers:
     count = min(_worker_count(database, workers), len(tasks))
     if count <= 1:
         return [task() for task in tasks]
+    # An alias created at run time (restore's scratch) exists only in the thread that made it.
+    dynamic = database not in connections.settings
+    main = connections[database]
 
     def in_worker(task):
+        if dynamic:
+            connections[database] = main.__class__(main.settings_dict, alias=database)
         try:
             return task()
         finally:
             connections[database].close()
+            if dynamic:
+                del connections[database]
 
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="validate") as pool:
         return list(pool.map(in_worker, tasks))
@@ -810,21 +822,29 @@ def validate_database(
     actor: str | None = None,
     deep: bool = False,
     engine_check: bool = True,
+    report: ValidationReport | None = None,
 ) -> ValidationReport:
     """Validate the database; store the report (for /health/ and the dashboard) and log the run.
 
     ``engine_check=False`` leaves out the engine's own file/index check, for a caller that
     has just run it on the same content (restore checks the scratch before swapping it in).
+    ``report``: a validation already run on exactly this content (restore validates the
+    scratch while it is copied in), to store and log as this database's.
     """
     from .oplog import record_operation
 
     # Unreachable: nothing to log into either, so say so (exit 2) before logging.
     _ensure_reachable(database)
     with record_operation("validate", database=database, actor=actor) as record:
-        report = run_validation(database, data=data, schema=schema, deep=deep, engine_check=engine_check)
+        if report is None:
+            report = run_validation(database, data=data, schema=schema, deep=deep, engine_check=engine_check)
+        else:
+            report.database = database
+            record.details["ran_on"] = "the restored content, while it was copied in"
         record.outcome = "success" if report.ok else "failure"
         record.message = "no problems found" if report.ok else f"found {report.summary}"
         record.details = {
+            **record.details,
             "ok": report.ok,
             "problem_count": report.problem_count,
             "categories": sorted({p.category for p in report.problems}),

@@ -40,3 +40,13 @@ class Engine:
 
     def server_version(self) -> str:
         raise NotImplementedError
+
+    # --- restore ----------------------------------------------------------
+
+    # Whether the scratch stays readable, unchanged, while swap_in() runs (SQLite: the swap
+    # only reads it). Then restore validates the scratch during the swap instead of the
+    # live database after it. Not on PostgreSQL and MariaDB, whose swap moves the scratch.
+    scratch_readable_during_swap = False
+
+    def prepare_swap(self, scratch: str) -> None:
+        """Whatever swap_in() would otherwise do to the scratch itself, done beforehand."""

@@ -206,6 +206,34 @@ class SQLiteEngine(Engine):
         """Whether the first bytes of an uncompressed dump are an SQLite database's."""
         return head.startswith(b"SQLite format 3\x00")
 
+    scratch_readable_during_swap = True
+
+    def prepare_swap(self, scratch: str) -> None:
+        """Give the scratch the live file's page size (a WAL destination accepts only its own)."""
+        import sqlite3
+
+        live = self.settings_dict["NAME"]
+        try:
+            target = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+            try:
+                page_size = target.execute("PRAGMA page_size").fetchone()[0]
+            finally:
+                target.close()
+        except sqlite3.DatabaseError:
+            return  # not a database (or no file): swap_in() replaces it by a rename
+        source = sqlite3.connect(scratch, isolation_level=None)
+        try:
+            if source.execute("PRAGMA page_size").fetchone()[0] != page_size:
+                # The scratch is ours to rewrite.
+                source.execute("PRAGMA journal_mode=DELETE")
+                source.execute(f"PRAGMA page_size={int(page_size)}")
+                source.execute("VACUUM")
+                # Back to WAL, as every Django connection would set it: a reader opening the
+                # scratch during the swap must not need the exclusive lock to change it.
+                source.execute("PRAGMA journal_mode=WAL")
+        finally:
+            source.close()
+
     def swap_in(self, scratch: str) -> None:
         """Replace the live database's content with the scratch file's, atomically.
 
@@ -232,11 +260,7 @@ class SQLiteEngine(Engine):
             try:
                 page_size = target.execute("PRAGMA page_size").fetchone()[0]
                 if source.execute("PRAGMA page_size").fetchone()[0] != page_size:
-                    # A WAL destination accepts only pages of its own size; the scratch is ours
-                    # to rewrite, so give it the live file's page size first.
-                    source.execute("PRAGMA journal_mode=DELETE")
-                    source.execute(f"PRAGMA page_size={int(page_size)}")
-                    source.execute("VACUUM")
+                    raise RuntimeError("the scratch's page size differs from the live file's (prepare_swap not run)")
                 source.backup(target)  # pages=-1: one step, one transaction
                 return
             except sqlite3.DatabaseError as exc:

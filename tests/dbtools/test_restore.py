@@ -394,3 +394,63 @@ def test_refusal_raises_the_precise_exception(elsewhere):
     with pytest.raises(RestoreRefused, match="Flask-era"):
         restore_module.restore_backup(str(flask_era_sqlite(elsewhere)))
     connections.close_all()
+
+
+def test_restore_reports_what_validate_finds_in_the_restored_data(elsewhere):
+    """Two running servers on one port (no constraint forbids it) are in the backup: the
+    restore goes through and its validation (on SQLite run on the scratch while it is
+    copied in) reports them, stored and logged as the live database's."""
+    from dbtools.models import StoredReport
+
+    make_data("a")
+    clash = list(Server.objects.order_by("pk")[:2])
+    Server.objects.filter(pk__in=[s.pk for s in clash]).update(status="Running", port=30100)
+    backup = Path(create_backup(reason="manual").path)
+    Server.objects.filter(pk__in=[s.pk for s in clash]).update(status="Stopped")
+    StoredReport.objects.all().delete()
+
+    result = restore_module.restore_backup(str(backup))
+    assert result.validation_ok is False
+    problems = result.validation["problems"]["data_inconsistencies"]
+    assert [(p["rule"], p["count"], p["sample_ids"]) for p in problems] == [
+        ("active_port_unique", 2, sorted(s.pk for s in clash))
+    ]
+    stored = StoredReport.objects.get(kind="validation")
+    assert (stored.database, stored.ok, stored.problem_count) == ("default", False, 1)
+    logged = OperationLog.objects.filter(operation="validate").latest("started_at")
+    assert (logged.database, logged.outcome) == ("default", "failure")
+    # On SQLite the rules ran on the scratch during the swap; elsewhere after it.
+    assert ("ran_on" in logged.details) == (connection.vendor == "sqlite")
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_backup_with_another_page_size_restores(elsewhere):
+    """A backup file whose page size differs from the live file's (a WAL database takes only
+    its own): the scratch is rewritten before the swap, and validated while it is copied in."""
+    import sqlite3
+
+    make_data("a")
+    backup = Path(create_backup(reason="manual", compress="none").path)
+    digest_a = data_digest()
+    with sqlite3.connect(backup) as raw:
+        size = raw.execute("PRAGMA page_size").fetchone()[0]
+    other = 8192 if size != 8192 else 4096
+    odd = elsewhere / "odd_pages.sqlite3"
+    raw = sqlite3.connect(odd, isolation_level=None)
+    src = sqlite3.connect(backup)
+    src.backup(raw)
+    src.close()
+    raw.execute("PRAGMA journal_mode=DELETE")
+    raw.execute(f"PRAGMA page_size={other}")
+    raw.execute("VACUUM")
+    assert raw.execute("PRAGMA page_size").fetchone()[0] == other
+    raw.close()
+    make_data("b")
+    assert data_digest() != digest_a
+
+    result = restore_module.restore_backup(str(odd), force=True)
+    assert data_digest() == digest_a
+    assert result.validation_ok is True
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA page_size")
+        assert cursor.fetchone()[0] == size
