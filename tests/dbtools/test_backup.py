@@ -229,3 +229,25 @@ def test_the_password_goes_through_the_environment_never_argv(monkeypatch, vendo
         argv, env = engine._client_command("mariadb-dump")
         assert env["MYSQL_PWD"] == "pw-Never-In-Argv"
     assert not any("pw-Never-In-Argv" in arg for arg in argv)
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_backup_checks_the_rows_against_their_checks_and_keeps_a_bad_row():
+    """The copy is quick_checked read-write, so its CHECK constraints are evaluated (a
+    read-only SQLite connection does not even parse them); a row breaking one is recorded
+    in the manifest, and the backup still succeeds: it holds the data as it is."""
+    from django.db import connection
+
+    make_rows("ck", users=2, servers_each=1)
+    clean = read_manifest(create_backup().path).verification["checks"]
+    assert {"name": "check_constraints", "ok": True, "detail": "every row meets its table's CHECK constraints"} in clean
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA ignore_check_constraints = ON")
+        cursor.execute("UPDATE servers_server SET port = 80")
+        cursor.execute("PRAGMA ignore_check_constraints = OFF")
+    result = create_backup()
+    manifest = read_manifest(result.path)
+    assert manifest.verification["ok"] is True
+    checks = {c["name"]: c for c in manifest.verification["checks"]}
+    assert checks["quick_check"]["ok"] is True and checks["quick_check"]["detail"] == "ok"
+    assert "servers_server break CHECK constraints" in checks["check_constraints"]["detail"]
