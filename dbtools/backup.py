@@ -259,6 +259,7 @@ def create_backup(
     actor: str | None = None,
     take_lock: bool = True,
     retention: RetentionPolicy | None = None,
+    check_rows: bool = True,
 ) -> BackupResult:
     """Write a verified backup of ``database`` into the backup directory and return where it is.
 
@@ -266,7 +267,9 @@ def create_backup(
     LockHeld, BackupFailed (the dump failed, the disk is full) or VerificationFailed (the
     new backup failed its checks; it is not kept). ``take_lock=False`` is for callers that
     already hold the database lock (restore's safety backup). ``retention`` (default: the
-    MCMANAGER_KEEP_* settings) is applied after a successful backup.
+    MCMANAGER_KEEP_* settings) is applied after a successful backup. ``check_rows=False``
+    leaves out SQLite's check of every row against its CHECK constraints (informative,
+    never fatal): restore's safety backup, whose rows the restore replaces anyway.
     """
     compression = compress or settings.MCMANAGER_BACKUP_COMPRESSION
     if compression not in COMPRESSIONS:
@@ -285,7 +288,7 @@ def create_backup(
         with lock:
             clean_leftovers(directory)
             path, manifest, verification = _write_backup(
-                database, directory, compression, verify, reason, actor or os_user(), started
+                database, directory, compression, verify, reason, actor or os_user(), started, check_rows
             )
         record.file = str(path)
         record.checksum = manifest.sha256
@@ -300,7 +303,7 @@ def create_backup(
     )
 
 
-def _write_backup(database, directory, compression, verify, reason, actor, started):
+def _write_backup(database, directory, compression, verify, reason, actor, started, check_rows=True):
     engine = get_engine(database)
     when = _now()
     ext = engine.dump_extension + COMPRESSION_SUFFIX[compression]
@@ -313,7 +316,7 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
         with os.fdopen(fd, "wb") as raw:
             sink = HashingFile(raw)
             writer = compressing_writer(sink, compression)
-            outcome = engine.write_dump(writer, directory, level=verify, expected_tables=tables)
+            outcome = engine.write_dump(writer, directory, level=verify, expected_tables=tables, check_rows=check_rows)
             writer.close()
             raw.flush()
             os.fsync(raw.fileno())

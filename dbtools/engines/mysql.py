@@ -90,7 +90,7 @@ class MySQLEngine(Engine):
         finally:
             conn.close()
 
-    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
+    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=(), check_rows: bool = True):
         """mariadb-dump of this database into ``out``, with row counts of the very same snapshot.
 
         mariadb-dump cannot share its snapshot, so the counts are taken under LOCK TABLES

@@ -75,7 +75,7 @@ class PostgreSQLEngine(Engine):
                 migrations.setdefault(app, []).append(name)
         return counts, migrations
 
-    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
+    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=(), check_rows: bool = True):
         """pg_dump into ``out`` while pg_restore parses the same bytes and the rows are counted.
 
         Row counts and migrations are read in a REPEATABLE READ transaction whose snapshot

@@ -31,7 +31,7 @@ class SQLiteEngine(Engine):
     # spooled file; we need the copy in the backup directory, checked and compressed in
     # parallel, so the connector's one method is not reused here.
 
-    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=()):
+    def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=(), check_rows: bool = True):
         """Snapshot the live file into ``workdir``, then check it and stream it into ``out`` at once.
 
         The quick_check (or integrity_check) runs on one core while zstd compresses and
@@ -66,7 +66,7 @@ class SQLiteEngine(Engine):
                     # quick_check here, in parallel with the compression; a "full"
                     # verification runs integrity_check on the restored file afterwards.
                     result["checks"], result["counts"], result["migrations"] = self._check_file(
-                        copy, "quick", expected_tables, check_constraints=True
+                        copy, "quick", expected_tables, check_constraints=check_rows
                     )
                 except BaseException as exc:  # re-raised in the caller's thread
                     result["error"] = exc

@@ -251,3 +251,13 @@ def test_sqlite_backup_checks_the_rows_against_their_checks_and_keeps_a_bad_row(
     checks = {c["name"]: c for c in manifest.verification["checks"]}
     assert checks["quick_check"]["ok"] is True and checks["quick_check"]["detail"] == "ok"
     assert "servers_server break CHECK constraints" in checks["check_constraints"]["detail"]
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_safety_backup_leaves_out_the_row_checks():
+    """check_rows=False (restore's safety backup) checks the structure only, and says nothing of rows."""
+    make_rows("sf", users=1, servers_each=1)
+    checks = {c["name"] for c in read_manifest(create_backup(check_rows=False).path).verification["checks"]}
+    assert "quick_check" in checks and "check_constraints" not in checks
+    checks = {c["name"] for c in read_manifest(create_backup().path).verification["checks"]}
+    assert "check_constraints" in checks
