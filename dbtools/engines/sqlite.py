@@ -94,14 +94,18 @@ class SQLiteEngine(Engine):
     def _check_file(self, path, level: str, expected_tables=(), check_constraints: bool = False):
         """Header, page count, quick_check (full: integrity_check + foreign_key_check), tables, rows.
 
-        SQLite reads a read-only database's schema without its CHECK constraints, so its
-        quick_check checks the structure alone. ``check_constraints`` (a backup's private
-        copy) opens the file read-write so the rows are checked against their CHECKs too,
-        as ``sqlite3 copy 'PRAGMA quick_check'`` does; rows breaking them are recorded, not
-        fatal: the backup holds the data as it is, and a nightly backup must not stop
+        The file is opened read-only, and SQLite then leaves the CHECK constraints out of
+        the schema it reads: quick_check checks the structure alone. ``check_constraints``
+        (a backup's private copy) also checks every row against its table's CHECKs, as
+        ``sqlite3 copy 'PRAGMA quick_check'`` does, but set-based: one scan per table (the
+        biggest split in two by rowid) on a second core, beside the structure check. The
+        per-row evaluation inside quick_check builds a temporary table for every IN list of
+        every row: 4 of its 4.6 s at a million servers. Rows breaking a CHECK are recorded,
+        not fatal: the backup holds the data as it is, and a nightly backup must not stop
         over one bad row (validate lists them, with ids).
         """
         import sqlite3
+        from concurrent.futures import ThreadPoolExecutor
 
         from ..streams import Check, expected_tables_check
 
@@ -111,7 +115,8 @@ class SQLiteEngine(Engine):
         if not header.startswith(b"SQLite format 3\x00"):
             return [Check("header", False, "not an SQLite database file")], {}, {}
         checks.append(Check("header", True, "SQLite format 3"))
-        conn = sqlite3.connect(path) if check_constraints else sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        uri = f"file:{path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True)
         try:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             page_count = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -124,18 +129,33 @@ class SQLiteEngine(Engine):
                 )
             )
             pragma = "integrity_check" if level == "full" else "quick_check"
-            rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchmany(100)]
-            broken = sorted({r for r in rows if r.startswith("CHECK constraint failed in ")})
-            rows = [r for r in rows if r not in broken] or ["ok"]
+            if check_constraints:
+                with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-check") as pool:
+                    structure = pool.submit(_pragma_lines, uri, pragma)
+                    scans = [
+                        (table, pool.submit(_count_breaking, uri, table, *scan)) for table, scan in _check_scans(conn)
+                    ]
+                    rows = structure.result()
+                    broken, unevaluated = [], []
+                    for table, future in scans:
+                        try:
+                            if future.result():
+                                broken.append(table)
+                        except sqlite3.Error as exc:
+                            unevaluated.append(f"{table} ({exc})")
+            else:
+                rows = _pragma_lines(uri, pragma, conn)
             checks.append(Check(pragma, rows == ["ok"], "; ".join(rows[:5])))
             if check_constraints:
                 detail = "every row meets its table's CHECK constraints"
                 if broken:
-                    tables = ", ".join(line.rsplit(" ", 1)[-1] for line in broken)
+                    tables = ", ".join(sorted(set(broken)))
                     detail = (
                         f"rows of {tables} break CHECK constraints (kept as they are; manage.py validate lists them)"
                     )
                     logger.warning("backup of %s: %s", self.alias, detail)
+                if unevaluated:
+                    detail += "; could not evaluate the CHECKs of " + ", ".join(unevaluated)
                 checks.append(Check("check_constraints", True, detail))
             if level == "full":
                 fk = conn.execute("PRAGMA foreign_key_check").fetchmany(5)
@@ -491,17 +511,11 @@ class SQLiteEngine(Engine):
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 
 
-def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
-    """Whether every CHECK in a CREATE TABLE is in ``covered`` (by name, or by its SQL when unnamed)."""
-    if not covered:
-        return False
+def _check_expressions(table_sql: str) -> list[tuple[str | None, str]]:
+    """(name, or None for a column's check; its SQL) of every CHECK in a CREATE TABLE statement."""
+    found = []
     for match in _CHECK.finditer(table_sql):
-        name = match.group(1)
-        if name is not None:
-            if name not in covered:
-                return False
-            continue
-        # An unnamed (column) check: compare its parenthesised SQL, quotes respected.
+        # The parenthesised expression, quotes respected.
         depth, i, quote = 1, match.end(), None
         while i < len(table_sql) and depth:
             ch = table_sql[i]
@@ -515,6 +529,68 @@ def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
             elif ch == ")":
                 depth -= 1
             i += 1
-        if table_sql[match.end() : i - 1].strip() not in covered:
-            return False
-    return True
+        found.append((match.group(1), table_sql[match.end() : i - 1].strip()))
+    return found
+
+
+def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
+    """Whether every CHECK in a CREATE TABLE is in ``covered`` (by name, or by its SQL when unnamed)."""
+    if not covered:
+        return False
+    return all((name if name is not None else sql) in covered for name, sql in _check_expressions(table_sql))
+
+
+# Tables with more rows than this have their CHECK scan split in two by rowid.
+SPLIT_CHECK_ROWS = 200_000
+
+
+def _check_scans(conn) -> list[tuple[str, tuple]]:
+    """(table, (condition, rowid range or None)) for every table with CHECKs, biggest first."""
+    scans = []
+    for table, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND sql LIKE '%CHECK%'"
+    ).fetchall():
+        expressions = [expr for _name, expr in _check_expressions(sql)]
+        if not expressions:
+            continue
+        # A CHECK fails where its expression is FALSE; NULL passes, as NOT NULL is NULL.
+        condition = " OR ".join(f"NOT ({expr})" for expr in expressions)
+        quoted = '"' + table.replace('"', '""') + '"'
+        try:
+            lo, hi = conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {quoted}").fetchone()
+        except Exception:  # WITHOUT ROWID: one scan
+            lo = hi = None
+        if lo is not None and hi - lo > SPLIT_CHECK_ROWS:
+            middle = (lo + hi) // 2
+            scans += [(table, (condition, (lo, middle), hi - lo)), (table, (condition, (middle + 1, hi), hi - lo))]
+        else:
+            scans.append((table, (condition, None, 0 if lo is None else hi - lo)))
+    scans.sort(key=lambda item: -item[1][2])
+    return [(table, (condition, rows)) for table, (condition, rows, _size) in scans]
+
+
+def _count_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] | None) -> int:
+    """Rows of ``table`` (within ``rowids``) breaking one of its CHECKs, on a connection of this thread."""
+    import sqlite3
+
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        quoted = '"' + table.replace('"', '""') + '"'
+        where = f"({condition})" + (f" AND rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}" if rowids else "")
+        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted} WHERE {where})").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _pragma_lines(uri: str, pragma: str, conn=None) -> list[str]:
+    """The lines of PRAGMA quick_check / integrity_check (at most 100), on ``conn`` or a new connection."""
+    import sqlite3
+
+    own = conn is None
+    if own:
+        conn = sqlite3.connect(uri, uri=True)
+    try:
+        return [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchmany(100)]
+    finally:
+        if own:
+            conn.close()

@@ -261,3 +261,42 @@ def test_sqlite_safety_backup_leaves_out_the_row_checks():
     assert "quick_check" in checks and "check_constraints" not in checks
     checks = {c["name"] for c in read_manifest(create_backup().path).verification["checks"]}
     assert "check_constraints" in checks
+
+
+@pytest.mark.engines("sqlite")
+def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
+    """The CHECK scans split a table by rowid: a bad row in the last slice is found, and so
+    is a column's own CHECK (a PositiveIntegerField's ">= 0")."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from dbtools.engines import sqlite as sqlite_engine
+    from dbtools.models import StoredReport
+
+    monkeypatch.setattr(sqlite_engine, "SPLIT_CHECK_ROWS", 1)
+    make_rows("sl", users=2, servers_each=3)
+    StoredReport.objects.create(kind="validation", created_at=timezone.now(), ok=True)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA ignore_check_constraints = ON")
+        cursor.execute("UPDATE servers_server SET memory_mb = 1 WHERE id = (SELECT MAX(id) FROM servers_server)")
+        cursor.execute("UPDATE dbtools_storedreport SET problem_count = -1")
+        cursor.execute("PRAGMA ignore_check_constraints = OFF")
+    checks = {c["name"]: c for c in read_manifest(create_backup().path).verification["checks"]}
+    detail = checks["check_constraints"]["detail"]
+    assert "rows of dbtools_storedreport, servers_server break CHECK constraints" in detail, detail
+    assert checks["quick_check"]["ok"] is True
+
+
+def test_check_expressions_of_a_create_table():
+    from dbtools.engines.sqlite import _check_expressions
+
+    sql = (
+        'CREATE TABLE "t" ("a" integer NOT NULL CHECK ("a" >= 0), "b" text, '
+        "CONSTRAINT \"b_valid\" CHECK ((\"b\" IN ('x', 'y)')))), "
+        'CONSTRAINT "both" CHECK (("a" > 1 AND LENGTH("b") < 3)))'
+    )
+    assert _check_expressions(sql) == [
+        (None, '"a" >= 0'),
+        ("b_valid", "(\"b\" IN ('x', 'y)'))"),
+        ("both", '("a" > 1 AND LENGTH("b") < 3)'),
+    ]
