@@ -748,7 +748,10 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         # The swap only reads the scratch: validate that same content meanwhile, on the
         # other core, rather than the live database after the swap. Joined before the
         # scratch is removed, whatever happens to the swap.
-        engine.prepare_swap(scratch)
+        try:
+            engine.prepare_swap(scratch)
+        except Exception as exc:
+            raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
         checking = pool.submit(_validate_scratch, database, scratch)
         pool.shutdown(wait=False)
