@@ -544,6 +544,10 @@ def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
 SPLIT_CHECK_ROWS = 200_000
 
 
+def _quoted(table: str) -> str:
+    return '"' + table.replace('"', '""') + '"'
+
+
 def _check_scans(conn) -> list[tuple[str, tuple]]:
     """(table, (condition, rowid range or None)) for every table with CHECKs, biggest first."""
     scans = []
@@ -555,7 +559,7 @@ def _check_scans(conn) -> list[tuple[str, tuple]]:
             continue
         # A CHECK fails where its expression is FALSE; NULL passes, as NOT NULL is NULL.
         condition = " OR ".join(f"NOT ({expr})" for expr in expressions)
-        quoted = '"' + table.replace('"', '""') + '"'
+        quoted = _quoted(table)
         try:
             lo, hi = conn.execute(f"SELECT MIN(rowid), MAX(rowid) FROM {quoted}").fetchone()
         except Exception:  # WITHOUT ROWID: one scan
@@ -575,7 +579,7 @@ def _count_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int
 
     conn = sqlite3.connect(uri, uri=True)
     try:
-        quoted = '"' + table.replace('"', '""') + '"'
+        quoted = _quoted(table)
         where = f"({condition})" + (f" AND rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}" if rowids else "")
         return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted} WHERE {where})").fetchone()[0]
     finally:

@@ -306,12 +306,7 @@ def _older_target() -> tuple[str, str]:
 
 def test_older_backup_restores_and_its_pending_migrations_are_applied():
     make_data("a")
-    app, target = _older_target()
-    call_command("migrate", app, target, verbosity=0, **_no_backup_option())
-    try:
-        path = Path(create_backup(reason="manual").path)
-    finally:
-        call_command("migrate", app, verbosity=0, **_no_backup_option())
+    app, path = _backup_one_migration_back()
     digest_a = data_digest()
     make_data("b", users=1)
     # --check applies the pending migrations to its scratch copy too.
@@ -330,16 +325,21 @@ def test_older_backup_restores_and_its_pending_migrations_are_applied():
 
 def test_no_migrate_leaves_pending_migrations():
     make_data("a")
-    app, target = _older_target()
-    call_command("migrate", app, target, verbosity=0, **_no_backup_option())
-    try:
-        path = Path(create_backup(reason="manual").path)
-    finally:
-        call_command("migrate", app, verbosity=0, **_no_backup_option())
+    app, path = _backup_one_migration_back()
     code, out, err = run_restore(str(path), "--noinput", "--no-migrate", "--no-safety-backup")
     assert code == 0, err
     assert restore_module.pending_migrations("default") != []
     call_command("migrate", verbosity=0, **_no_backup_option())
+
+
+def _backup_one_migration_back() -> tuple[str, Path]:
+    """A backup of the live database with one app a migration behind the code: (app, path)."""
+    app, target = _older_target()
+    call_command("migrate", app, target, verbosity=0, **_no_backup_option())
+    try:
+        return app, Path(create_backup(reason="manual").path)
+    finally:
+        call_command("migrate", app, verbosity=0, **_no_backup_option())
 
 
 def _no_backup_option() -> dict:

@@ -71,6 +71,17 @@ def make_server(name: str, owner: User, **extra) -> Server:
     return Server.objects.create(server_name=name, owner=owner, **extra)
 
 
+def server_name_unique_index() -> str:
+    """The name of the unique index (or constraint) on servers_server.server_name."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+    return next(
+        name
+        for name, info in constraints.items()
+        if info["unique"] and info["columns"] == ["server_name"] and not info["primary_key"]
+    )
+
+
 def find(report, category: str, rule: str):
     matches = [p for p in report.problems if p.category == category and p.rule == rule]
     assert len(matches) == 1, f"expected one {category}/{rule}, got {[(p.category, p.rule) for p in report.problems]}"
@@ -197,13 +208,7 @@ def test_duplicate_unique_field(planted):
     alice = make_user("alice")
     one = make_server("one", alice)
     two = make_server("two", alice)
-    with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, "servers_server")
-    unique_name = next(
-        name
-        for name, info in constraints.items()
-        if info["unique"] and info["columns"] == ["server_name"] and not info["primary_key"]
-    )
+    unique_name = server_name_unique_index()
     execute("SET CONSTRAINTS ALL IMMEDIATE")
     execute(f'ALTER TABLE servers_server DROP CONSTRAINT "{unique_name}"')
     execute("UPDATE servers_server SET server_name = 'one' WHERE id = %s", [two.pk])
@@ -447,13 +452,7 @@ def test_mariadb_duplicate_unique_field():
     alice = make_user("alice")
     one = make_server("one", alice)
     two = make_server("two", alice)
-    with connection.cursor() as cursor:
-        constraints = connection.introspection.get_constraints(cursor, "servers_server")
-    unique_name = next(
-        name
-        for name, info in constraints.items()
-        if info["unique"] and info["columns"] == ["server_name"] and not info["primary_key"]
-    )
+    unique_name = server_name_unique_index()
     execute(f"ALTER TABLE servers_server DROP INDEX `{unique_name}`")
     try:
         execute("UPDATE servers_server SET server_name = 'one' WHERE id = %s", [two.pk])
