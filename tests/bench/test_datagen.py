@@ -176,6 +176,62 @@ def test_sqlite_rows_loaded_without_per_row_checks_are_checked_before_commit():
         writer.write(Server, SERVER_FIELDS, [(*bad[0], stamp, stamp)])  # checks are back on
 
 
+@pytest.mark.engines("sqlite")
+@pytest.mark.django_db
+def test_sqlite_rows_pointing_to_a_missing_owner_are_caught_before_commit():
+    """Foreign keys are not enforced per row while generating; verify() finds the orphan."""
+    owner = User.objects.create_user("owner_one")
+    stamp = "2026-01-01 00:00:00"
+    row = (1, "orphan-server", owner.pk + 1000, 25565, 2048, "Stopped", "survival", "normal", "1.21.4", "", "", 20)
+    writer = _Writer("default")
+    with writer.fast_mode(), pytest.raises(GenerationError, match=r"foreign key \(ids \[1\]\)"), transaction.atomic():
+        writer.write(Server, SERVER_FIELDS, [(*row, False, True, stamp, stamp)])
+        writer.verify(Server, 1, 1)
+    assert not Server.objects.exists()
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_load_outside_a_transaction_leaves_the_connection_as_it_found_it():
+    """The load leaves WAL for a rollback journal and turns foreign keys off; both come back."""
+    from django.db import connection
+
+    result = generate(users=200, servers=2000, configs=20, seed=3, now=NOW)
+    assert (result.users, result.servers, result.configs) == (200, 2000, 20)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA foreign_keys")
+        assert cursor.fetchone()[0] == 1
+        cursor.execute("PRAGMA ignore_check_constraints")
+        assert cursor.fetchone()[0] == 0
+        cursor.execute("PRAGMA foreign_key_check")
+        assert cursor.fetchall() == []
+    assert all(n == 0 for n in check_violations(Server).values())
+    assert Server.objects.count() == 2000
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_load_stays_in_wal_while_another_connection_is_open(settings):
+    """Another process's connection keeps the WAL: the switch is refused and the load goes on."""
+    import sqlite3
+
+    from django.db import connection
+
+    other = sqlite3.connect(settings.DATABASES["default"]["NAME"])
+    try:
+        other.execute("SELECT count(*) FROM accounts_user").fetchone()
+        generate(users=50, servers=400, configs=5, seed=5, now=NOW)
+        assert other.execute("SELECT count(*) FROM servers_server").fetchone()[0] == 400
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        assert cursor.fetchone()[0] == "wal"
+
+
 @pytest.mark.django_db
 def test_progress_is_reported_after_every_batch():
     calls = []
