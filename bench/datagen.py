@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-import os
 import random
 import time
 from array import array
@@ -256,16 +255,16 @@ class _Writer:
         for constraint in model._meta.constraints:
             if isinstance(constraint, CheckConstraint):
                 rules &= constraint.condition
-        for field in model._meta.concrete_fields:
-            check_sql = field.db_check(self.connection)
+        for model_field in model._meta.concrete_fields:
+            check_sql = model_field.db_check(self.connection)
             if check_sql:
                 rules &= Q(ExpressionWrapper(RawSQL(check_sql, ()), output_field=BooleanField()))
         broken = ~rules
-        for field in model._meta.concrete_fields:
-            if field.is_relation and field.many_to_one:
-                target = field.related_model._base_manager.using(self.connection.alias)
-                broken |= Q(**{f"{field.attname}__isnull": False}) & ~Exists(
-                    target.filter(**{field.target_field.attname: OuterRef(field.attname)})
+        for model_field in model._meta.concrete_fields:
+            if model_field.is_relation and model_field.many_to_one:
+                target = model_field.related_model._base_manager.using(self.connection.alias)
+                broken |= Q(**{f"{model_field.attname}__isnull": False}) & ~Exists(
+                    target.filter(**{model_field.target_field.attname: OuterRef(model_field.attname)})
                 )
         bad = (
             model._base_manager.using(self.connection.alias)
@@ -357,8 +356,7 @@ class _Writer:
         A foreign key costs a lookup per row inside the insert (2 s at a million
         servers). ``verify()`` checks the same rules and keys set-based, inside the
         table's transaction, so a bad row still never commits. The load goes through
-        a rollback journal when it can (``_leave_wal``), and the index builds sort
-        on every core.
+        a rollback journal when it can (``_leave_wal``).
         """
         if self.vendor != "sqlite":
             yield
@@ -381,10 +379,6 @@ class _Writer:
             cursor.execute("PRAGMA foreign_keys")
             previous_foreign_keys = int(cursor.fetchone()[0])
             cursor.execute("PRAGMA foreign_keys = OFF")
-            cursor.execute("PRAGMA threads")
-            previous_threads = int(cursor.fetchone()[0])
-            # The index builds at the end of each table sort on every core.
-            cursor.execute(f"PRAGMA threads = {os.cpu_count() or 1}")
             # Inside a transaction (a test's) the journal mode cannot change.
             journal = None if self.connection.in_atomic_block else self._leave_wal(cursor)
         self.checks_deferred = True
@@ -400,7 +394,6 @@ class _Writer:
             with self.connection.cursor() as cursor:
                 cursor.execute("PRAGMA ignore_check_constraints = OFF")
                 cursor.execute(f"PRAGMA foreign_keys = {previous_foreign_keys}")
-                cursor.execute(f"PRAGMA threads = {previous_threads}")
                 if journal:
                     self._back_to_wal(cursor, *journal)
                 cursor.execute(f"PRAGMA cache_size = {previous_cache}")
