@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import math
 import random
 import time
 from array import array
@@ -32,10 +33,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
-from django.db.models import BooleanField, CheckConstraint, Exists, ExpressionWrapper, OuterRef, Q
+from django.db.models import BooleanField, CheckConstraint, ExpressionWrapper, Q
 from django.db.models.expressions import RawSQL
 
 Progress = Callable[[str, int, int], None]
@@ -162,20 +164,30 @@ class _Clock:
 
     def __init__(self, anchor: dt.datetime, suffix: str):
         self.anchor = anchor
+        self.suffix = suffix
         self.span = YEARS_OF_HISTORY * 365 * 86400
-        days = YEARS_OF_HISTORY * 365 + 2
-        # Precomputed day and time-of-day strings: formatting a million datetimes
-        # one by one would be most of the generator's time.
-        self._days = [(anchor - dt.timedelta(days=d)).strftime("%Y-%m-%d") for d in range(days)]
-        # Built from hours and minute:second pairs: 86,400 formatted strings took a fifth of a second.
-        minutes_seconds = [f":{m:02d}:{s:02d}{suffix}" for m in range(60) for s in range(60)]
-        self._tods = [h + ms for h in [f"{h:02d}" for h in range(24)] for ms in minutes_seconds]
         self._base = anchor.hour * 3600 + anchor.minute * 60 + anchor.second
+
+    # Precomputed day and time-of-day strings, made on first use (SQLite formats its own):
+    # formatting a million datetimes one by one would be most of the generator's time.
+    @cached_property
+    def _days(self) -> list[str]:
+        return [(self.anchor - dt.timedelta(days=d)).strftime("%Y-%m-%d") for d in range(YEARS_OF_HISTORY * 365 + 2)]
+
+    @cached_property
+    def _tods(self) -> list[str]:
+        # Built from hours and minute:second pairs: 86,400 formatted strings took a fifth of a second.
+        minutes_seconds = [f":{m:02d}:{s:02d}{self.suffix}" for m in range(60) for s in range(60)]
+        return [h + ms for h in [f"{h:02d}" for h in range(24)] for ms in minutes_seconds]
 
     def ago(self, seconds: int) -> str:
         """The timestamp ``seconds`` (>= 0) before the anchor."""
         t = self._base - seconds
         return f"{self._days[-(t // 86400)]} {self._tods[t % 86400]}"
+
+    def ago_once(self, seconds: int) -> str:
+        """The same as ``ago()``, formatted on its own: for a few thousand rows, no tables to build."""
+        return (self.anchor - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S") + self.suffix
 
 
 def default_anchor() -> dt.datetime:
@@ -263,8 +275,9 @@ class _Writer:
         for model_field in model._meta.concrete_fields:
             if model_field.is_relation and model_field.many_to_one:
                 target = model_field.related_model._base_manager.using(self.connection.alias)
-                broken |= Q(**{f"{model_field.attname}__isnull": False}) & ~Exists(
-                    target.filter(**{model_field.target_field.attname: OuterRef(model_field.attname)})
+                # NOT IN: SQLite probes the parent's rowid directly (no subquery run per row).
+                broken |= Q(**{f"{model_field.attname}__isnull": False}) & ~Q(
+                    **{f"{model_field.attname}__in": target.values(model_field.target_field.attname)}
                 )
         bad = (
             model._base_manager.using(self.connection.alias)
@@ -460,8 +473,11 @@ def generate(
             owner_ids = [row[0] for row in cursor.fetchall()]
         if (servers or configs) and not owner_ids:
             raise GenerationError("servers and configuration entries need owners: add --users")
-    # A permutation, so that the "power users" owning many servers are spread over all ids.
-    rng.shuffle(owner_ids)
+    if connection.vendor != "sqlite":
+        # A permutation, so that the "power users" owning many servers are spread over all
+        # ids. (SQLite orders the owners itself, in SQL; there the configuration entries'
+        # editors are the first accounts, the panel's oldest.)
+        rng.shuffle(owner_ids)
     # Seconds before the anchor each new user joined (servers are created after that).
     joined_age = array("l")
 
@@ -693,7 +709,7 @@ def _generate_servers(
 def _generate_configs(writer, Configuration, rng, clock, start, total, batch_size, progress, owner_ids) -> None:
     r = rng.random
     span = clock.span
-    ago = clock.ago
+    ago = clock.ago_once
     sections, names, descriptions = CONFIG_SECTIONS, CONFIG_NAMES, CONFIG_DESCRIPTIONS
     ns, nn, nd = len(sections), len(names), len(descriptions)
     # Settings are changed by a handful of people (admins, in real life).
@@ -748,6 +764,16 @@ LEHMER_MULTIPLIER = 48_271
 PROFILES = 4096  # distinct (memory, gamemode, difficulty, ...) combinations per run
 
 
+def _coprime(rng: random.Random, n: int) -> int:
+    """A random multiplier in [1, n) sharing no factor with ``n`` (1 when n < 3)."""
+    if n < 3:
+        return 1
+    while True:
+        c = rng.randrange(1, n)
+        if math.gcd(c, n) == 1:
+            return c
+
+
 def _lehmer_at(base: int, n: int) -> int:
     """The generator's value ``n`` steps after ``base``."""
     return base * pow(LEHMER_MULTIPLIER, n, LEHMER_MODULUS) % LEHMER_MODULUS
@@ -793,25 +819,27 @@ def _generate_servers_sqlite(
     """The servers as ``INSERT ... SELECT`` statements that compute every row inside SQLite.
 
     Building a million rows in Python and binding them value by value is slower than
-    SQLite can store them. Here Python only draws what must be exact or is shared
-    (which servers are up and their distinct ports, the owners in random order, a few
-    thousand "profiles" of the small settings, the name prefixes) into temporary
-    tables, and when each owner joined is read from the users table; every other
-    value comes from a seeded Lehmer generator stepped once per id in SQL, so the
-    same seed still gives the same rows, however they are batched. CHECKs are
-    ignored per row and verified per batch before commit, as on the other path.
+    SQLite can store them. Here Python only writes what is shared into temporary
+    tables (the free ports, a few thousand "profiles" of the small settings, the
+    name prefixes); the owners' random order and when each joined come from the
+    users table, which servers are up and on which free port from a seeded
+    permutation of the ids, and every other value from a seeded Lehmer generator
+    stepped once per id, all in SQL: the same seed gives the same rows, however
+    they are batched. CHECKs and foreign keys are checked per batch, not per row
+    (see _Writer.fast_mode).
     """
     connection = writer.connection
     qn = connection.ops.quote_name
     free = _free_ports(database, Server)
     # The same rules as _generate_servers: a third up, within the free ports.
     n_active = min(round(total * 0.32), int(len(free) * MAX_ACTIVE_PORT_SHARE))
-    active_ports = free[:n_active]
-    rng.shuffle(active_ports)
-    active_rows = list(zip(sorted(rng.sample(range(total), n_active)), active_ports, strict=True))
+    # Which servers are up, and on which port, with no draw per server: k -> (k * c + d) mod
+    # total permutes the offsets 0..total-1, so the servers it sends below n_active are up,
+    # each on its own port (the free port of that number).
+    spread, shift = _coprime(rng, total), rng.randrange(total)
     prefixes = [f"{a}{sep}{b}{sep}" for a in ADJECTIVES for b in NOUNS for sep in ("-", "_")]
     temp_tables = {
-        "datagen_active": ("k INTEGER PRIMARY KEY, port INTEGER", active_rows),
+        "datagen_active": ("k INTEGER PRIMARY KEY, port INTEGER", list(enumerate(free[:n_active]))),
         "datagen_owner": ("k INTEGER PRIMARY KEY, id INTEGER, age INTEGER", []),
         "datagen_prefix": ("k INTEGER PRIMARY KEY, prefix TEXT", list(enumerate(prefixes))),
         "datagen_profile": (
@@ -861,7 +889,7 @@ def _generate_servers_sqlite(
         JOIN temp.datagen_prefix x ON x.k = s.h2 % {len(prefixes)}
         -- Two uniform draws multiplied: most servers belong to a few owners' slots.
         JOIN temp.datagen_owner o ON o.k = (s.h2 >> 12) % 524288 * ((s.h4 >> 16) % 32768) * {len(owner_ids)} >> 34
-        LEFT JOIN temp.datagen_active a ON a.k = s.id - {start}
+        LEFT JOIN temp.datagen_active a ON a.k = ((s.id - {start}) * {spread} + {shift}) % {total}
     """
     # The owners (owner_ids: the new users, else all) in a seeded random order (a
     # square breaks the lattice that id * c alone would leave), with the seconds since

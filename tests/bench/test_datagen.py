@@ -300,6 +300,13 @@ def test_clock_formats_timestamps_before_the_anchor():
     assert _Clock(dt.datetime(2026, 6, 1), "+00").ago(1) == "2026-05-31 23:59:59+00"
 
 
+def test_clock_formats_the_same_with_and_without_its_tables():
+    for suffix in ("", "+00"):
+        clock = _Clock(dt.datetime(2026, 3, 29, 1, 2, 3), suffix)
+        for seconds in (0, 1, 3723, 86399, 86400, 86401, 90 * 86400 + 17, clock.span - 1):
+            assert clock.ago_once(seconds) == clock.ago(seconds)
+
+
 @pytest.mark.django_db
 def test_users_vary_in_name_email_and_activity():
     generate(users=2000, seed=12, now=NOW)
