@@ -106,17 +106,31 @@ class MariaDBDumpScanner:
         self.last = b""
 
     def feed(self, data: bytes) -> None:
-        buf = self.tail + data
+        # A mark cut by the previous chunk's end: only the tail and this chunk's start are
+        # joined, not the whole chunk (copying every megabyte twice cost more than the search).
+        if len(data) < 4096:
+            buf = self.tail + data
+            pos = self._scan(buf)
+            self.tail = buf[max(pos, len(buf) - 256) :]
+        else:
+            if self.tail:
+                self._scan(self.tail + data[:256], before=len(self.tail))
+            pos = self._scan(data)
+            self.tail = data[max(pos, len(data) - 256) :]
+        self.last = (self.last + data[-512:])[-512:]
+
+    def _scan(self, buf: bytes, before: int | None = None) -> int:
+        """Record the tables whose mark starts in ``buf`` (before ``before``, when given);
+        returns where the search stopped (after the last whole mark)."""
         pos = 0
-        while (i := buf.find(self.MARK, pos)) >= 0:
+        while (i := buf.find(self.MARK, pos)) >= 0 and (before is None or i < before):
             j = buf.find(b"`", i + len(self.MARK))
             if j < 0:
                 break
             self.tables.append(buf[i + len(self.MARK) : j].decode("utf-8", "replace"))
             self.started = True
             pos = j + 1
-        self.tail = buf[max(pos, len(buf) - 256) :]
-        self.last = (self.last + data)[-512:]
+        return pos
 
     @property
     def completed(self) -> bool:

@@ -106,7 +106,7 @@ class MySQLEngine(Engine):
         import MySQLdb
 
         from ..errors import BackupFailed, DatabaseUnreachable
-        from ..streams import CHUNK, Check, DumpOutcome, expected_tables_check
+        from ..streams import CHUNK, BackgroundWriter, Check, DumpOutcome, expected_tables_check, widen_pipe
 
         try:
             conn = self._mysqldb_connect()
@@ -139,15 +139,20 @@ class MySQLEngine(Engine):
             scanner = MariaDBDumpScanner()
             with tempfile.TemporaryFile() as err:
                 dump = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+                widen_pipe(dump.stdout)
+                # Compressing in this thread would stall mariadb-dump on a full pipe each time.
+                writer = BackgroundWriter(out)
                 try:
                     while chunk := dump.stdout.read1(CHUNK):
-                        out.write(chunk)
+                        writer.write(chunk)
                         scanner.feed(chunk)
                         if locked and scanner.started and counted.done():
                             cursor.execute("UNLOCK TABLES")
                             locked = False
+                    writer.close()
                 except BaseException:
                     dump.kill()  # a full disk or a signal: do not wait on a full pipe
+                    writer.abandon()
                     raise
                 finally:
                     rc = dump.wait()
