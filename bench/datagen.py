@@ -37,8 +37,9 @@ from functools import cached_property
 
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
-from django.db.models import BooleanField, CheckConstraint, ExpressionWrapper, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import CheckConstraint, Q
+
+from dbtools.validation import column_check
 
 Progress = Callable[[str, int, int], None]
 
@@ -268,9 +269,9 @@ class _Writer:
             if isinstance(constraint, CheckConstraint):
                 rules &= constraint.condition
         for model_field in model._meta.concrete_fields:
-            check_sql = model_field.db_check(self.connection)
-            if check_sql:
-                rules &= Q(ExpressionWrapper(RawSQL(check_sql, ()), output_field=BooleanField()))
+            check = column_check(model_field, self.connection)
+            if check is not None:
+                rules &= Q(check[1])
         broken = ~rules
         for model_field in model._meta.concrete_fields:
             if model_field.is_relation and model_field.many_to_one:
@@ -550,7 +551,10 @@ def _write_batches(writer, model, fields, total, batch_size, progress, label, ma
             rows = pending.result()
             if index + 1 < len(batches):
                 pending = pool.submit(make_rows, *batches[index + 1])
-            with transaction.atomic(using=writer.connection.alias):
+            # The batch's transaction, or (SQLite, inside the table's one transaction) no
+            # savepoint: it would copy every index page it touches into a statement journal,
+            # and a bad batch rolls the whole table back anyway.
+            with transaction.atomic(using=writer.connection.alias, savepoint=False):
                 writer.write(model, fields, rows)
                 writer.verify(model, rows[0][0], rows[-1][0])
             done += count
@@ -931,9 +935,7 @@ def _insert_select(writer, model, label, insert, temp_tables, start, total, batc
                 raw.execute(sql)
             for offset, count in _batches(total, batch_size):
                 first, last = start + offset, start + offset + count - 1
-                # No savepoint per batch: inside the table's one transaction it would copy
-                # every index page it touches into a statement journal; a bad batch rolls
-                # the whole table back anyway.
+                # No savepoint per batch (see _write_batches).
                 raw.execute(insert, (first, last, _lehmer_at(base, first)))
                 writer.verify(model, first, last)
                 done += count

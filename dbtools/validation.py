@@ -269,6 +269,15 @@ def _duplicate_rows(model, database, keys: dict, condition: Q | None = None, nul
     return keyed.filter(models.Exists(other))
 
 
+def column_check(field, connection) -> tuple[str, ExpressionWrapper] | None:
+    """The column's own CHECK (a Positive*Field's ">= 0", a JSONField's JSON_VALID on SQLite),
+    exactly as the database declares it: (its SQL, it as a boolean expression), or None."""
+    check_sql = field.db_check(connection)
+    if not check_sql:
+        return None
+    return check_sql, ExpressionWrapper(RawSQL(check_sql, ()), output_field=BooleanField())
+
+
 def constraint_rules(database: str, model_list) -> list[Rule]:
     """Every CheckConstraint, UniqueConstraint and unique field of every model, as a query."""
     rules = []
@@ -317,9 +326,9 @@ def constraint_rules(database: str, model_list) -> list[Rule]:
             # The column's own CHECK (a Positive*Field's ">= 0", a JSONField's JSON_VALID on
             # SQLite), exactly as the database declares it: then every CHECK of the table is
             # a rule here, and the engine's file check need not evaluate them again.
-            check_sql = f.db_check(connection)
-            if check_sql:
-                condition = ExpressionWrapper(RawSQL(check_sql, ()), output_field=BooleanField())
+            check = column_check(f, connection)
+            if check is not None:
+                check_sql, condition = check
                 rules.append(
                     Rule(
                         category="constraint_violations",

@@ -133,7 +133,7 @@ class SQLiteEngine(Engine):
                 with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-check") as pool:
                     structure = pool.submit(_pragma_lines, uri, pragma)
                     scans = [
-                        (table, pool.submit(_count_breaking, uri, table, *scan)) for table, scan in _check_scans(conn)
+                        (table, pool.submit(_any_breaking, uri, table, *scan)) for table, scan in _check_scans(conn)
                     ]
                     rows = structure.result()
                     broken, unevaluated = [], []
@@ -573,15 +573,15 @@ def _check_scans(conn) -> list[tuple[str, tuple]]:
     return [(table, (condition, rows)) for table, (condition, rows, _size) in scans]
 
 
-def _count_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] | None) -> int:
-    """Rows of ``table`` (within ``rowids``) breaking one of its CHECKs, on a connection of this thread."""
+def _any_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] | None) -> bool:
+    """Whether a row of ``table`` (within ``rowids``) breaks one of its CHECKs, on a connection of this thread."""
     import sqlite3
 
     conn = sqlite3.connect(uri, uri=True)
     try:
         quoted = _quoted(table)
         where = f"({condition})" + (f" AND rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}" if rowids else "")
-        return conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted} WHERE {where})").fetchone()[0]
+        return bool(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {quoted} WHERE {where})").fetchone()[0])
     finally:
         conn.close()
 
