@@ -766,6 +766,7 @@ def _generate_configs(writer, Configuration, rng, clock, start, total, batch_siz
 LEHMER_MODULUS = 2_147_483_647
 LEHMER_MULTIPLIER = 48_271
 PROFILES = 4096  # distinct (memory, gamemode, difficulty, ...) combinations per run
+LEHMER_BLOCK = 1024  # ids per row of the generator's "high" lookup table (see _lehmer_sql)
 
 
 def _coprime(rng: random.Random, n: int) -> int:
@@ -852,7 +853,8 @@ def _generate_servers_sqlite(
         ),
     }
 
-    cte, base = _lehmer_sql(rng, 4)
+    cte, lehmer_tables = _lehmer_sql(rng, 4, start, total)
+    temp_tables.update(lehmer_tables)
     epoch = int(clock.anchor.replace(tzinfo=dt.UTC).timestamp())
     # Seconds before the anchor: created after the owner joined, updated after it
     # was created and mostly lately (the fraction to the 4th power).
@@ -909,15 +911,14 @@ def _generate_servers_sqlite(
             max(0, {epoch} - CAST(strftime('%s', date_joined) AS INTEGER))
         FROM {users} WHERE id >= {min(owner_ids)}
     """
-    _insert_select(writer, Server, "servers", insert, temp_tables, start, total, batch_size, progress, base, owners)
+    _insert_select(writer, Server, "servers", insert, temp_tables, start, total, batch_size, progress, owners)
     return n_active
 
 
-def _insert_select(writer, model, label, insert, temp_tables, start, total, batch_size, progress, base, *setup):
+def _insert_select(writer, model, label, insert, temp_tables, start, total, batch_size, progress, *setup):
     """Run ``insert`` once per batch, after filling ``temp_tables`` ({name: (columns, rows)}).
 
-    ``insert`` takes the batch's first and last id and the Lehmer value at the first
-    (``?1``-``?3``). The whole table is loaded in one transaction with its indexes
+    ``insert`` takes the batch's first and last id (``?1``, ``?2``). The whole table is loaded in one transaction with its indexes
     built at the end (``writer.loading``); each batch is checked before the next.
     ``setup``: SQL run after the temporary tables are filled.
     """
@@ -936,7 +937,7 @@ def _insert_select(writer, model, label, insert, temp_tables, start, total, batc
             for offset, count in _batches(total, batch_size):
                 first, last = start + offset, start + offset + count - 1
                 # No savepoint per batch (see _write_batches).
-                raw.execute(insert, (first, last, _lehmer_at(base, first)))
+                raw.execute(insert, (first, last))
                 writer.verify(model, first, last)
                 done += count
                 if progress:
@@ -947,26 +948,34 @@ def _insert_select(writer, model, label, insert, temp_tables, start, total, batc
             raw.close()
 
 
-def _lehmer_sql(rng: random.Random, streams: int) -> tuple[str, int]:
-    """A recursive CTE ``s(id, h1, ..., h<streams>)`` from ids ?1 to ?2, and its random base.
+def _lehmer_sql(rng: random.Random, streams: int, start: int, total: int) -> tuple[str, dict]:
+    """A CTE ``s(id, h1, ..., h<streams>)`` of the ids ?1 to ?2, and the temporary tables it reads.
 
-    h1 steps the generator once per id (from ?3, its value at ?1); the others are h1
-    times fixed multipliers, the same sequence read further on: one multiplication
-    each instead of a hash per value.
+    h1 is the generator's value at the id: ``base * g**id``, read as the product of
+    two table lookups, ``base * g**(1024 * high)`` times ``g**low``, so the rows come
+    from a join of two small tables (a recursive CTE queues every row, five times
+    the cost). The other streams are h1 times fixed multipliers, the same sequence
+    read further on: one multiplication each instead of a hash per value.
     """
     m, g = LEHMER_MODULUS, LEHMER_MULTIPLIER
     base = rng.randrange(1, m)
     ks = [1] + [rng.randrange(1 << 20, m) for _ in range(streams - 1)]
+    block = LEHMER_BLOCK
+    highs = range(start // block, (start + max(total, 1) - 1) // block + 1)
+    tables = {
+        "datagen_high": ("k INTEGER PRIMARY KEY, h INTEGER", [(k, _lehmer_at(base, k * block)) for k in highs]),
+        "datagen_low": ("k INTEGER PRIMARY KEY, g INTEGER", [(k, pow(g, k, m)) for k in range(block)]),
+    }
+    h1 = f"hi.h * lo.g % {m}"
+    values = ", ".join(h1 if k == 1 else f"{h1} * {k} % {m}" for k in ks)
     names = ", ".join(f"h{i + 1}" for i in range(streams))
-    seed_row = ", ".join(f"?3 * {k} % {m}" for k in ks)
-    next_row = ", ".join(f"h1 * {g * k % m} % {m}" for k in ks)
     cte = f"""
-        WITH RECURSIVE s(id, {names}) AS (
-            SELECT ?1, {seed_row}
-            UNION ALL
-            SELECT id + 1, {next_row} FROM s WHERE id < ?2
+        WITH s(id, {names}) AS (
+            SELECT hi.k * {block} + lo.k, {values}
+            FROM temp.datagen_high hi CROSS JOIN temp.datagen_low lo
+            WHERE hi.k BETWEEN ?1 / {block} AND ?2 / {block} AND hi.k * {block} + lo.k BETWEEN ?1 AND ?2
         )"""
-    return cte, base
+    return cte, tables
 
 
 def _generate_users_sqlite(writer, User, rng, clock, start, total, batch_size, progress, _joined_age) -> None:
@@ -985,7 +994,8 @@ def _generate_users_sqlite(writer, User, rng, clock, start, total, batch_size, p
         "datagen_last": ("k INTEGER PRIMARY KEY, name TEXT, cap TEXT", lasts),
         "datagen_domain": ("k INTEGER PRIMARY KEY, domain TEXT", list(enumerate(EMAIL_DOMAINS))),
     }
-    cte, base = _lehmer_sql(rng, 3)
+    cte, lehmer_tables = _lehmer_sql(rng, 3, start, total)
+    temp_tables.update(lehmer_tables)
     epoch = int(clock.anchor.replace(tzinfo=dt.UTC).timestamp())
     # h1: names, domain, separator, username style; h2: when the user joined (the
     # fraction squared: older accounts are rarer) and is_admin; h3: last login
@@ -1023,4 +1033,4 @@ def _generate_users_sqlite(writer, User, rng, clock, start, total, batch_size, p
         JOIN temp.datagen_last l ON l.k = (s.h1 >> 8) % {len(lasts)}
         JOIN temp.datagen_domain d ON d.k = (s.h1 >> 16) % {len(EMAIL_DOMAINS)}
     """
-    _insert_select(writer, User, "users", insert, temp_tables, start, total, batch_size, progress, base)
+    _insert_select(writer, User, "users", insert, temp_tables, start, total, batch_size, progress)

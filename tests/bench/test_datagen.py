@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import random
+import sqlite3
 
 import pytest
 from django.db import transaction
@@ -18,6 +20,7 @@ from bench.datagen import (
     _batches,
     _Clock,
     _lehmer_at,
+    _lehmer_sql,
     _Writer,
     generate,
 )
@@ -284,6 +287,26 @@ def test_lehmer_jump_matches_stepping():
     for n in range(1, 50):
         x = x * LEHMER_MULTIPLIER % LEHMER_MODULUS
         assert _lehmer_at(base, n) == x
+
+
+@pytest.mark.parametrize(
+    ("start", "total", "first", "last"), [(1, 3000, 1, 3000), (1000, 2100, 1500, 3099), (5, 1, 5, 5)]
+)
+def test_lehmer_rows_are_the_generator_stepped_once_per_id(start, total, first, last):
+    """The SQL row source (two lookup tables joined) gives every id in the range once, with h1 = base * g**id."""
+    cte, tables = _lehmer_sql(random.Random(3), 2, start, total)
+    replay = random.Random(3)
+    base = replay.randrange(1, LEHMER_MODULUS)
+    k2 = replay.randrange(1 << 20, LEHMER_MODULUS)
+    db = sqlite3.connect(":memory:")
+    for name, (definition, rows) in tables.items():
+        db.execute(f"CREATE TEMP TABLE {name} ({definition})")
+        db.executemany(f"INSERT INTO temp.{name} VALUES (?, ?)", rows)
+    got = db.execute(f"{cte} SELECT id, h1, h2 FROM s ORDER BY id", (first, last)).fetchall()
+    assert [row[0] for row in got] == list(range(first, last + 1))
+    for n, h1, h2 in got:
+        assert h1 == _lehmer_at(base, n)
+        assert h2 == h1 * k2 % LEHMER_MODULUS
 
 
 def test_batches_cover_the_total_with_a_small_first_one():
