@@ -90,7 +90,15 @@ class PostgreSQLEngine(Engine):
         import psycopg
 
         from ..errors import BackupFailed, DatabaseUnreachable
-        from ..streams import CHUNK, Check, DumpOutcome, compare_row_counts, expected_tables_check
+        from ..streams import (
+            CHUNK,
+            BackgroundWriter,
+            Check,
+            DumpOutcome,
+            compare_row_counts,
+            expected_tables_check,
+            widen_pipe,
+        )
 
         try:
             snap_conn = self._psycopg_connect()
@@ -130,17 +138,23 @@ class PostgreSQLEngine(Engine):
                 threads = [threading.Thread(target=scan), threading.Thread(target=count)]
                 for t in threads:
                     t.start()
+                for pipe in (dump.stdout, parse.stdin, parse.stdout):
+                    widen_pipe(pipe)
+                # Compressing in this thread would stall pg_dump and pg_restore on full pipes.
+                writer = BackgroundWriter(out)
                 parse_alive = True
                 try:
-                    while chunk := dump.stdout.read(CHUNK):
-                        out.write(chunk)
+                    while chunk := dump.stdout.read1(CHUNK):
+                        writer.write(chunk)
                         if parse_alive:
                             try:
                                 parse.stdin.write(chunk)
                             except BrokenPipeError:
                                 parse_alive = False  # its exit status says why
+                    writer.close()
                 except BaseException:
                     # A full disk or a signal: stop the tools instead of waiting on full pipes.
+                    writer.abandon()
                     dump.kill()
                     parse.kill()
                     raise
