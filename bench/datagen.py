@@ -918,8 +918,9 @@ def _generate_servers_sqlite(
 def _insert_select(writer, model, label, insert, temp_tables, start, total, batch_size, progress, *setup):
     """Run ``insert`` once per batch, after filling ``temp_tables`` ({name: (columns, rows)}).
 
-    ``insert`` takes the batch's first and last id (``?1``, ``?2``). The whole table is loaded in one transaction with its indexes
-    built at the end (``writer.loading``); each batch is checked before the next.
+    ``insert`` takes the batch's first and last id (``?1``, ``?2``). The whole table
+    is loaded in one transaction with its indexes built at the end
+    (``writer.loading``); each batch is checked before the next.
     ``setup``: SQL run after the temporary tables are filled.
     """
     connection = writer.connection
