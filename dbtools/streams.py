@@ -217,6 +217,25 @@ class BackgroundWriter:
             raise self._error
 
 
+def pump_tool_output(pipe, out, consume) -> None:
+    """Copy a dump tool's stdout ``pipe`` into ``out`` while ``consume(chunk)`` sees every chunk.
+
+    The pipe is widened and ``out`` (compression, hashing, the file) is written on a
+    BackgroundWriter, so the tool never waits on the compression. Raises what reading,
+    consuming or writing raised, once the writer has stopped; the caller stops its tools.
+    """
+    widen_pipe(pipe)
+    writer = BackgroundWriter(out)
+    try:
+        while chunk := pipe.read1(CHUNK):
+            writer.write(chunk)
+            consume(chunk)
+        writer.close()
+    except BaseException:
+        writer.abandon()
+        raise
+
+
 def copy_stream(source: BinaryIO, *targets) -> int:
     """Copy ``source`` to every target's ``write`` in chunks; returns the bytes copied."""
     total = 0

@@ -106,7 +106,7 @@ class MySQLEngine(Engine):
         import MySQLdb
 
         from ..errors import BackupFailed, DatabaseUnreachable
-        from ..streams import CHUNK, BackgroundWriter, Check, DumpOutcome, expected_tables_check, widen_pipe
+        from ..streams import Check, DumpOutcome, expected_tables_check, pump_tool_output
 
         try:
             conn = self._mysqldb_connect()
@@ -139,20 +139,18 @@ class MySQLEngine(Engine):
             scanner = MariaDBDumpScanner()
             with tempfile.TemporaryFile() as err:
                 dump = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
-                widen_pipe(dump.stdout)
-                # Compressing in this thread would stall mariadb-dump on a full pipe each time.
-                writer = BackgroundWriter(out)
+
+                def consume(chunk: bytes) -> None:
+                    nonlocal locked
+                    scanner.feed(chunk)
+                    if locked and scanner.started and counted.done():
+                        cursor.execute("UNLOCK TABLES")
+                        locked = False
+
                 try:
-                    while chunk := dump.stdout.read1(CHUNK):
-                        writer.write(chunk)
-                        scanner.feed(chunk)
-                        if locked and scanner.started and counted.done():
-                            cursor.execute("UNLOCK TABLES")
-                            locked = False
-                    writer.close()
+                    pump_tool_output(dump.stdout, out, consume)
                 except BaseException:
                     dump.kill()  # a full disk or a signal: do not wait on a full pipe
-                    writer.abandon()
                     raise
                 finally:
                     rc = dump.wait()

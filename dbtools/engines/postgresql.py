@@ -92,11 +92,11 @@ class PostgreSQLEngine(Engine):
         from ..errors import BackupFailed, DatabaseUnreachable
         from ..streams import (
             CHUNK,
-            BackgroundWriter,
             Check,
             DumpOutcome,
             compare_row_counts,
             expected_tables_check,
+            pump_tool_output,
             widen_pipe,
         )
 
@@ -138,23 +138,22 @@ class PostgreSQLEngine(Engine):
                 threads = [threading.Thread(target=scan), threading.Thread(target=count)]
                 for t in threads:
                     t.start()
-                for pipe in (dump.stdout, parse.stdin, parse.stdout):
+                for pipe in (parse.stdin, parse.stdout):
                     widen_pipe(pipe)
-                # Compressing in this thread would stall pg_dump and pg_restore on full pipes.
-                writer = BackgroundWriter(out)
                 parse_alive = True
+
+                def tee(chunk: bytes) -> None:
+                    nonlocal parse_alive
+                    if parse_alive:
+                        try:
+                            parse.stdin.write(chunk)
+                        except BrokenPipeError:
+                            parse_alive = False  # its exit status says why
+
                 try:
-                    while chunk := dump.stdout.read1(CHUNK):
-                        writer.write(chunk)
-                        if parse_alive:
-                            try:
-                                parse.stdin.write(chunk)
-                            except BrokenPipeError:
-                                parse_alive = False  # its exit status says why
-                    writer.close()
+                    pump_tool_output(dump.stdout, out, tee)
                 except BaseException:
                     # A full disk or a signal: stop the tools instead of waiting on full pipes.
-                    writer.abandon()
                     dump.kill()
                     parse.kill()
                     raise
