@@ -145,3 +145,26 @@ def foreign_dump_head(vendor: str) -> bytes:
     if vendor == "postgresql":
         return b"SQLite format 3\x00" + b"\x10\x00\x01\x01" + b"\x00" * 4076
     return b"PGDMP\x01\x0e\x00\x04\x08\x01\x01" + b"\x00" * 4000
+
+
+def reseal(backup: Path) -> None:
+    """Make the manifest vouch for the file as it now is: sha256 and size recomputed, then
+    written back through dbtools.manifest.write_manifest (which signs it with the configured
+    key), as an attacker holding that key, or the operator's own tooling, would.
+
+    Hostile-file tests use it so that a crafted file passes every check of the manifest and
+    its refusal can only come from reading the file's content.
+    """
+    import hashlib
+
+    from dbtools.manifest import BackupManifest, write_manifest
+
+    data = json.loads(manifest_path(backup).read_text())
+    digest = hashlib.sha256()
+    with open(backup, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    data["sha256"] = digest.hexdigest()
+    data["size"] = backup.stat().st_size
+    data.pop("signature", None)
+    write_manifest(backup, BackupManifest.from_dict(data))
