@@ -1,10 +1,49 @@
 """The seed's Python names, as thin wrappers over the service functions.
 
 Each class only adapts a service (dbtools.backup, dbtools.restore, dbtools.validation,
-dbtools.monitor) to the names and return shapes the seed promised.
+dbtools.monitor) to the names and return shapes the seed promised. The seed calls them on
+the classes (``DatabaseBackup.create_backup()``, ``DatabaseMonitor.check_database_health()``):
+every public method works on the class (on the default database, or ``database=ALIAS``) and
+on an instance (on the instance's database). ``db_manager`` is a ready DatabaseManager.
+
+Imported outside ``manage.py`` (``python -c "from dbtools.api import ..."``), the module
+configures Django itself with mcmanager's settings, as ``manage.py`` would.
 """
 
-from django.db import DEFAULT_DB_ALIAS
+import functools
+import os
+
+import django
+from django.apps import apps
+
+if not apps.ready and not apps.loading:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcmanager.settings")
+    django.setup()
+
+from django.db import DEFAULT_DB_ALIAS  # noqa: E402 (after Django is set up)
+
+
+class either_way:  # noqa: N801 (used as a decorator, like classmethod)
+    """A method callable on an instance, or on the class for ``cls(database)``.
+
+    ``DatabaseBackup.create_backup()`` runs on the default database,
+    ``DatabaseBackup.create_backup(database="other")`` on another one, and
+    ``DatabaseBackup("other").create_backup()`` as before.
+    """
+
+    def __init__(self, func) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, instance, owner):
+        if instance is not None:
+            return self.func.__get__(instance, owner)
+
+        @functools.wraps(self.func)
+        def on_class(*args, database: str = DEFAULT_DB_ALIAS, **kwargs):
+            return self.func(owner(database), *args, **kwargs)
+
+        return on_class
 
 
 class DatabaseManager:
@@ -13,6 +52,7 @@ class DatabaseManager:
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
 
+    @either_way
     def create_migration(self, message: str, app_label: str | None = None) -> list[str]:
         """``makemigrations --name <message>``; returns the new migrations as "app.name" (empty: no changes)."""
         import re
@@ -27,6 +67,7 @@ class DatabaseManager:
         after = set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
         return sorted(f"{app}.{migration}" for app, migration in after - before)
 
+    @either_way
     def upgrade_database(self, backup: bool = True) -> list[str]:
         """Apply every pending migration (after a pre-migrate backup); returns what was applied."""
         from django.core.management import call_command
@@ -35,6 +76,7 @@ class DatabaseManager:
         call_command("migrate", database=self.database, interactive=False, verbosity=0, no_backup=not backup)
         return pending
 
+    @either_way
     def downgrade_database(self, app: str, target: str, backup: bool = True) -> list[str]:
         """Migrate ``app`` back to ``target`` ("zero" for none), after a backup; returns what was unapplied."""
         from django.core.management import call_command
@@ -47,6 +89,7 @@ class DatabaseManager:
         )
         return [f"{m.app_label}.{m.name}" for m, backwards in plan if backwards]
 
+    @either_way
     def get_current_revision(self) -> dict[str, str]:
         """The applied head per app: {app: newest applied migration name}."""
         heads: dict[str, str] = {}
@@ -54,6 +97,7 @@ class DatabaseManager:
             heads[row.app] = row.name
         return heads
 
+    @either_way
     def get_migration_history(self) -> list[dict]:
         """Every applied migration in the order applied: app, name, applied (ISO time)."""
         return [
@@ -61,6 +105,7 @@ class DatabaseManager:
             for row in self._applied_rows()
         ]
 
+    @either_way
     def get_pending_migrations(self) -> list[str]:
         """Migrations ``upgrade_database`` would apply, in order, as "app.name"."""
         from .backup import migration_plan
@@ -83,12 +128,14 @@ class DatabaseBackup:
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
 
+    @either_way
     def create_backup(self, output_dir=None, *, verify: str = "quick", reason: str = "manual") -> str:
         """Write a verified backup and return the new file's path (raises dbtools.errors on failure)."""
         from .backup import create_backup
 
         return str(create_backup(database=self.database, output_dir=output_dir, verify=verify, reason=reason).path)
 
+    @either_way
     def restore_backup(self, backup_path, *, force: bool = False, safety_backup: bool = True) -> bool:
         """Restore ``backup_path`` (a path or a name in the backup directory) over this database.
 
@@ -115,6 +162,7 @@ class DatabaseValidator:
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
 
+    @either_way
     def validate_data_integrity(self) -> dict:
         """Problems per data category: foreign_key_violations, constraint_violations,
         data_inconsistencies, orphaned_records (each a list of problem dicts)."""
@@ -123,6 +171,7 @@ class DatabaseValidator:
         report = validate_database(self.database, data=True, schema=False)
         return report.by_category(DATA_CATEGORIES)
 
+    @either_way
     def validate_schema(self) -> dict:
         """Problems per schema category: missing_tables, missing_columns, schema_inconsistencies,
         missing_indexes, missing_constraints, unapplied_migrations, unknown_migrations."""
@@ -131,11 +180,22 @@ class DatabaseValidator:
         report = validate_database(self.database, data=False, schema=True)
         return report.by_category(SCHEMA_CATEGORIES)
 
+    @either_way
     def validate(self) -> dict:
         """A full validation, stored for /health/ and the dashboard; the report as a dict."""
         from .validation import validate_database
 
         return validate_database(self.database).as_dict()
+
+
+# The seed's four checks, by the names of dbtools.monitor's checks. When the database does
+# not answer, only connection_status is there (the others cannot run).
+SEED_CHECKS = {
+    "connection_status": "connection",
+    "data_integrity": "data_integrity",
+    "schema_integrity": "schema",
+    "performance": "performance",
+}
 
 
 class DatabaseMonitor:
@@ -144,6 +204,7 @@ class DatabaseMonitor:
     def __init__(self, database: str = DEFAULT_DB_ALIAS) -> None:
         self.database = database
 
+    @either_way
     def get_database_stats(self) -> dict:
         """table_counts (users, servers, configurations), database_size, connection_info,
         performance_metrics, plus table_sizes, migrations and backup."""
@@ -151,19 +212,36 @@ class DatabaseMonitor:
 
         return collect_stats(self.database).as_dict()
 
+    @either_way
     def check_database_health(self) -> dict:
-        """status (healthy, degraded or unhealthy), issues and recommendations, plus each check."""
+        """status (healthy, degraded or unhealthy), the seed's four checks (connection_status,
+        data_integrity, schema_integrity, performance: each with its status and message),
+        issues and recommendations. Every check (backups, disk space too) is in health_report()."""
         from .monitor import health_report
 
         report = health_report(self.database).as_dict()
+        by_name = {check["name"]: check for check in report["checks"]}
         return {
             "status": report["status"],
+            "checks": {
+                seed_name: {
+                    "status": by_name[name]["status"],
+                    "message": by_name[name]["message"],
+                }
+                for seed_name, name in SEED_CHECKS.items()
+                if name in by_name
+            },
             "issues": report["issues"],
             "recommendations": report["recommendations"],
         }
 
+    @either_way
     def health_report(self) -> dict:
         """The full health report: every check with its status, message and recommendation."""
         from .monitor import health_report
 
         return health_report(self.database).as_dict()
+
+
+# The seed's ready instance: ``from dbtools.api import db_manager; db_manager.upgrade_database()``.
+db_manager = DatabaseManager()

@@ -33,7 +33,17 @@ def test_fresh_database_with_fresh_verified_backup_is_healthy():
     ), report.as_dict()
     assert report.status == HEALTHY
     seed = DatabaseMonitor().check_database_health()
-    assert seed == {"status": "healthy", "issues": [], "recommendations": []}
+    assert seed == {
+        "status": "healthy",
+        "checks": {
+            "connection_status": {"status": "healthy", "message": report.checks[0].message},
+            "data_integrity": {"status": "healthy", "message": report.checks[1].message},
+            "schema_integrity": {"status": "healthy", "message": report.checks[2].message},
+            "performance": {"status": "healthy", "message": seed["checks"]["performance"]["message"]},
+        },
+        "issues": [],
+        "recommendations": [],
+    }
 
 
 def test_no_backup_is_unhealthy(db):
