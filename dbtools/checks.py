@@ -78,4 +78,13 @@ def check_dbtools_settings(app_configs, **kwargs):
                 id="dbtools.E004",
             )
         )
+    ping = getattr(settings, "MCMANAGER_BACKUP_PING_URL", "") or ""
+    if ping and not ping.strip().lower().startswith(("http://", "https://")):
+        errors.append(
+            Error(
+                "MCMANAGER_BACKUP_PING_URL must be an http:// or https:// URL (got a value that is not).",
+                hint="The URL your cron monitor gives you, e.g. https://hc-ping.com/<uuid>; unset it to send no heartbeats.",
+                id="dbtools.E010",
+            )
+        )
     return errors

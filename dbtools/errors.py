@@ -39,3 +39,11 @@ class RestoreRefused(DbtoolsError):
 
 class RestoreFailed(DbtoolsError):
     pass
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message ("" when it has none)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

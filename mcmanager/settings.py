@@ -200,6 +200,8 @@ MCMANAGER_KEEP_MONTHLY = env_int("MCMANAGER_KEEP_MONTHLY", None)
 MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 # The health check warns when the backup directory's disk has less free space than this.
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
+# Heartbeats: backup, backup --prune and restore --check ping URL/start, URL, URL/fail.
+MCMANAGER_BACKUP_PING_URL = env_str("MCMANAGER_BACKUP_PING_URL", "")
 
 # django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
 # backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
