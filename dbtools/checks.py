@@ -87,4 +87,57 @@ def check_dbtools_settings(app_configs, **kwargs):
                 id="dbtools.E010",
             )
         )
+    errors += _offsite_and_encryption_errors()
+    return errors
+
+
+def _offsite_and_encryption_errors() -> list:
+    """dbtools.E011-E014: the offsite URL and its credentials, the age keys."""
+    from .encryption import parse_recipients
+    from .offsite import parse_url
+
+    errors = []
+    offsite = (getattr(settings, "MCMANAGER_OFFSITE_URL", "") or "").strip()
+    if offsite:
+        try:
+            parse_url(offsite)
+        except ValueError as exc:
+            errors.append(
+                Error(
+                    f"MCMANAGER_OFFSITE_URL: {exc}.",
+                    hint="For example s3://my-bucket/mcmanager; unset it to keep backups on this machine only.",
+                    id="dbtools.E011",
+                )
+            )
+        if not (os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY")) and not (
+            os.environ.get("AWS_PROFILE") or os.environ.get("AWS_SHARED_CREDENTIALS_FILE")
+        ):
+            errors.append(
+                Error(
+                    "MCMANAGER_OFFSITE_URL is set but no credentials are: AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) are missing.",
+                    hint="Set the bucket's access key in the environment of the backup's cron job.",
+                    id="dbtools.E012",
+                )
+            )
+    try:
+        parse_recipients(getattr(settings, "MCMANAGER_BACKUP_ENCRYPT_TO", "") or "")
+    except ValueError as exc:
+        errors.append(
+            Error(
+                f"MCMANAGER_BACKUP_ENCRYPT_TO: {exc}.",
+                hint="age public keys start with age1 (age-keygen -y KEYFILE prints one); "
+                "several are separated by commas, or listed in a file, one a line.",
+                id="dbtools.E013",
+            )
+        )
+    key_file = (getattr(settings, "MCMANAGER_BACKUP_DECRYPT_KEY_FILE", "") or "").strip()
+    if key_file and not os.access(os.path.expanduser(key_file), os.R_OK):
+        errors.append(
+            Error(
+                f"MCMANAGER_BACKUP_DECRYPT_KEY_FILE {key_file} cannot be read.",
+                hint="The file age-keygen wrote (AGE-SECRET-KEY-1...), readable by the user running manage.py.",
+                id="dbtools.E014",
+            )
+        )
     return errors

@@ -202,6 +202,13 @@ MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
 # Heartbeats: backup, backup --prune and restore --check ping URL/start, URL, URL/fail.
 MCMANAGER_BACKUP_PING_URL = env_str("MCMANAGER_BACKUP_PING_URL", "")
+# Offsite copies: s3://bucket/prefix, with the standard AWS_* variables (AWS_ENDPOINT_URL
+# for S3-compatible servers). Empty: backups stay on this machine only.
+MCMANAGER_OFFSITE_URL = env_str("MCMANAGER_OFFSITE_URL", "")
+# Encryption: age public keys (age1..., comma separated) or a file of them; the private
+# key file (age-keygen's) for verifying and restoring encrypted backups.
+MCMANAGER_BACKUP_ENCRYPT_TO = env_str("MCMANAGER_BACKUP_ENCRYPT_TO", "")
+MCMANAGER_BACKUP_DECRYPT_KEY_FILE = env_str("MCMANAGER_BACKUP_DECRYPT_KEY_FILE", "")
 
 # django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
 # backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
