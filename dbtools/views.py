@@ -77,6 +77,7 @@ def _dashboard_context(request, database: str) -> dict:
             operations = list(OperationLog.objects.using(database).order_by("-started_at", "-id")[:12])
         except DatabaseError:
             pass
+    trend = _backup_trend(database, health.checked_at, connected)
     report = last.report if last is not None else None
     problems = []
     if report:
@@ -99,7 +100,37 @@ def _dashboard_context(request, database: str) -> dict:
         else None,
         "problems": problems,
         "operations": operations,
+        "trend": trend,
         "render_ms": lambda: round((time.perf_counter() - t0) * 1000),
+    }
+
+
+def _backup_trend(database: str, now, connected: bool) -> dict:
+    """The last 30 days of backups (manifests) and failed backups (operations log), as SVG."""
+    from datetime import timedelta
+
+    from . import trends
+    from .backup import list_backups
+    from .models import OperationLog
+
+    failures = []
+    if connected:
+        try:
+            failures = list(
+                OperationLog.objects.using(database).filter(
+                    operation="backup",
+                    outcome=OperationLog.Outcome.FAILURE,
+                    started_at__gte=now - timedelta(days=trends.DAYS),
+                )[:500]
+            )
+        except DatabaseError:
+            pass
+    points = trends.collect(list_backups(), failures, now)
+    return {
+        "points": len(points),
+        "summary": trends.summary(points),
+        "backups_svg": trends.backups_svg(points, now),
+        "rows_svg": trends.rows_svg(points, now),
     }
 
 
