@@ -11,7 +11,6 @@ string it shows, in settings, META and the traceback's local variables.
 import re
 
 from django.views.debug import SafeExceptionReporterFilter
-from django.utils.regex_helper import _lazy_re_compile
 
 # scheme://user:password@host (the user may be empty: redis://:password@host).
 URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@]+(?=@)", re.IGNORECASE)
@@ -30,7 +29,7 @@ class SecretHidingReporterFilter(SafeExceptionReporterFilter):
 
     # Django's names, plus URL/URI/DSN as a word of the name (DATABASE_URL, SENTRY_DSN,
     # MCMANAGER_BACKUP_PING_URL; not ROOT_URLCONF) and MYSQL_PWD.
-    hidden_settings = _lazy_re_compile(
+    hidden_settings = re.compile(
         r"API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|(?:^|_)(?:URL|URI|DSN)S?(?:_|$)|_PWD(?:_|$)",
         flags=re.IGNORECASE,
     )

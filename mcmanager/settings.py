@@ -87,7 +87,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "dbbackup",
+    # Not "dbbackup": its connectors are used as a library (dbtools/engines/), and as an app it
+    # would offer its own dbbackup/dbrestore (restores with none of our guards) and
+    # mediabackup/mediarestore (this project has no media). dbtools' dbbackup and dbrestore
+    # run the guarded backup and restore under those names.
     "health_check",
     "mcmanager",
     "accounts",
@@ -245,8 +248,8 @@ MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 # The health check warns when the backup directory's disk has less free space than this.
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
 
-# django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
-# backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
+# django-dbbackup: we use its connectors (not its commands: see INSTALLED_APPS); its storage
+# (STORAGES["dbbackup"]) points at our backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
