@@ -41,10 +41,12 @@ class SecretHidingReporterFilter(SafeExceptionReporterFilter):
         return cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
-        """Local variables as Django shows them, less the passwords in strings and plain dicts.
+        """Local variables as Django shows them, less the passwords in strings, dicts, lists and tuples.
 
-        Only strings and plain dicts are touched: other objects (a QueryDict, a
-        connection) keep the representation Django gives them.
+        A database driver's connection parameters (a dict with "password", in a list of
+        attempts or a tuple of arguments) are among the locals of a failed connection.
+        Only plain containers are rebuilt: other objects (a QueryDict, a connection) keep
+        the representation Django gives them.
         """
         variables = super().get_traceback_frame_variables(request, tb_frame)
         return [(name, self._hide_in_variable(value)) for name, value in variables]
@@ -52,6 +54,6 @@ class SecretHidingReporterFilter(SafeExceptionReporterFilter):
     def _hide_in_variable(self, value):
         if isinstance(value, str):
             return hide_passwords(value, self.cleansed_substitute)
-        if type(value) is dict:
+        if type(value) in (dict, list, tuple):
             return self.cleanse_setting("", value)
         return value
