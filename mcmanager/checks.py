@@ -6,15 +6,16 @@ from django.core.checks import Error, Tags, register
 
 @register(Tags.security, deploy=False)
 def check_secret_key(app_configs, **kwargs):
-    """Refuse to start in production without a real secret key."""
-    if settings.DEBUG:
-        return []
+    """Refuse to start in production without a real secret key, and anywhere with an unreadable key file."""
     key = settings.SECRET_KEY or ""
-    if not key or key == getattr(settings, "MISSING_SECRET_KEY", None):
+    missing = not key or key == getattr(settings, "MISSING_SECRET_KEY", None)
+    if settings.DEBUG and not missing:
+        return []
+    if missing:
         return [
             Error(
-                "DJANGO_SECRET_KEY is not set (nor a readable, non-empty DJANGO_SECRET_KEY_FILE) "
-                "and DJANGO_DEBUG is off.",
+                "DJANGO_SECRET_KEY is not set, nor DJANGO_SECRET_KEY_FILE to a readable, non-empty file"
+                + ("." if settings.DEBUG else ", and DJANGO_DEBUG is off."),
                 hint="Set DJANGO_SECRET_KEY to a long random value "
                 "(python -c 'import secrets; print(secrets.token_urlsafe(50))') or DJANGO_SECRET_KEY_FILE "
                 "to a file holding one, or set DJANGO_DEBUG=1 on a development machine." + _development_key_hint(),

@@ -232,6 +232,15 @@ def test_development_key_is_used_when_named_explicitly(tmp_path):
     assert shown.stdout.strip().splitlines()[-1] == key_file.read_text().strip()
 
 
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_a_key_file_named_but_unreadable_is_refused(tmp_path, debug):
+    env = {"DJANGO_SECRET_KEY_FILE": str(tmp_path / "no-such-key"), "DJANGO_DEBUG": debug}
+    done = manage("manage.py", "check", env=env, instance_dir=tmp_path)
+    assert done.returncode == 1
+    assert "mcmanager.E001" in done.stderr and "DJANGO_SECRET_KEY_FILE" in done.stderr
+    assert not (tmp_path / "secret_key").exists(), "no development key instead of the one named"
+
+
 def test_no_key_is_generated_with_debug_off(tmp_path):
     done = manage("manage.py", "check", env={}, instance_dir=tmp_path)
     assert done.returncode == 1 and "mcmanager.E001" in done.stderr
