@@ -499,7 +499,7 @@ def sqlite_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> N
                     (
                         "dbbackup + quick_check",
                         sh_action(
-                            f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} manage.py dbbackup --noinput -q "
+                            f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} bench/dbbackup_tool.py --noinput -q "
                             f'-O {dbb_dir}/out.sqlite3 && test "$(sqlite3 {dbb_dir}/out.sqlite3 '
                             f"'PRAGMA quick_check')\" = ok",
                             engine.manage_env(dbb_dir),
@@ -659,7 +659,7 @@ def pg_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> None:
                         (
                             "dbbackup",
                             sh_action(
-                                f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} manage.py dbbackup --noinput -q -O {dbb_dir}/out.psql.bin",
+                                f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} bench/dbbackup_tool.py --noinput -q -O {dbb_dir}/out.psql.bin",
                                 engine.manage_env(dbb_dir),
                             ),
                         ),
@@ -793,7 +793,7 @@ def mariadb_suite(bench: Bench, engine: Engine, runs: int, groups: set[str]) -> 
                         (
                             "dbbackup",
                             sh_action(
-                                f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} manage.py dbbackup --noinput -q -O {dbb_dir}/out.sql",
+                                f"rm -rf {dbb_dir}/*; {shlex.quote(PYTHON)} bench/dbbackup_tool.py --noinput -q -O {dbb_dir}/out.sql",
                                 engine.manage_env(dbb_dir),
                             ),
                         ),

@@ -47,28 +47,37 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 
 def _secret_key() -> str:
-    """DJANGO_SECRET_KEY, else the key kept in instance/secret_key (generated there once when DEBUG).
+    """DJANGO_SECRET_KEY, else the file DJANGO_SECRET_KEY_FILE names, else (only when DEBUG) instance/secret_key.
 
-    Without either, the key is a marker that the system check mcmanager.E001 refuses
-    (manage.py and the WSGI/ASGI entry points run that check before serving).
+    instance/secret_key is a development key, generated there once when DEBUG: with DEBUG
+    off it is used only when DJANGO_SECRET_KEY_FILE names it, never silently. Without a
+    key the value is a marker that the system check mcmanager.E001 refuses (manage.py and
+    the WSGI/ASGI entry points run that check before serving).
     """
     key = env_str("DJANGO_SECRET_KEY")
     if key:
         return key
-    key_file = INSTANCE_DIR / "secret_key"
+    key_file = env_str("DJANGO_SECRET_KEY_FILE")
+    if key_file:
+        try:
+            return Path(key_file).read_text().strip() or MISSING_SECRET_KEY
+        except OSError:
+            return MISSING_SECRET_KEY
+    if not DEBUG:
+        return MISSING_SECRET_KEY
+    key_file = DEVELOPMENT_SECRET_KEY_FILE
     if key_file.exists():
         return key_file.read_text().strip()
-    if DEBUG:
-        INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
-        return key
-    return MISSING_SECRET_KEY
+    INSTANCE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key
 
 
 MISSING_SECRET_KEY = "!missing: set DJANGO_SECRET_KEY"
+DEVELOPMENT_SECRET_KEY_FILE = INSTANCE_DIR / "secret_key"
 SECRET_KEY = _secret_key()
 
 INSTALLED_APPS = [
@@ -78,7 +87,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "dbbackup",
+    # Not "dbbackup": its connectors are used as a library (dbtools/engines/), and as an app it
+    # would offer its own dbbackup/dbrestore (restores with none of our guards) and
+    # mediabackup/mediarestore (this project has no media). dbtools' dbbackup and dbrestore
+    # run the guarded backup and restore under those names.
     "health_check",
     "mcmanager",
     "accounts",
@@ -118,7 +130,6 @@ WSGI_APPLICATION = "mcmanager.wsgi.application"
 # --- Database -------------------------------------------------------------
 
 DEFAULT_SQLITE_PATH = INSTANCE_DIR / "mcmanager.sqlite3"
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}")
 
 
 def database_from_url(url: str) -> dict:
@@ -147,7 +158,9 @@ def database_from_url(url: str) -> dict:
     return config
 
 
-DATABASES = {"default": database_from_url(DATABASE_URL)}
+# DATABASE_URL is read here and not kept as a setting of its own: its password would be a
+# second copy beside DATABASES' PASSWORD, shown by diffsettings and the debug page.
+DATABASES = {"default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{DEFAULT_SQLITE_PATH}"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -181,10 +194,44 @@ STATIC_URL = "static/"
 STATIC_ROOT = INSTANCE_DIR / "static"
 
 # --- Security in production --------------------------------------------------
+# Off by default so `make run` works over plain HTTP; README "Running in production" lists
+# the values behind an HTTPS proxy, with which `manage.py check --deploy` is clean.
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | str | None:
+    """Read "X-Forwarded-Proto,https" as Django wants it: ("HTTP_X_FORWARDED_PROTO", "https").
+
+    Unset is None; a value that is not "header,value" is kept as written, for the system
+    check mcmanager.E003 to reject.
+    """
+    raw = env_str(name).strip()
+    if not raw:
+        return None
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 2 or not all(parts):
+        return raw
+    header = parts[0].upper().replace("-", "_")
+    if not header.startswith("HTTP_"):
+        header = "HTTP_" + header
+    return header, parts[1]
+
+
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
+
+# The debug page and error reports hide URLs with passwords (DATABASE_URL in the
+# environment under runserver), not only the settings Django's own filter knows.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "mcmanager.debug.SecretHidingReporterFilter"
 
 # --- dbtools: backups, retention, health ----------------------------------
 
@@ -210,8 +257,8 @@ MCMANAGER_OFFSITE_URL = env_str("MCMANAGER_OFFSITE_URL", "")
 MCMANAGER_BACKUP_ENCRYPT_TO = env_str("MCMANAGER_BACKUP_ENCRYPT_TO", "")
 MCMANAGER_BACKUP_DECRYPT_KEY_FILE = env_str("MCMANAGER_BACKUP_DECRYPT_KEY_FILE", "")
 
-# django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
-# backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
+# django-dbbackup: we use its connectors (not its commands: see INSTALLED_APPS); its storage
+# (STORAGES["dbbackup"]) points at our backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
