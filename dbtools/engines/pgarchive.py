@@ -58,6 +58,8 @@ class TocEntry:
 
     def name(self) -> str:
         """How the refusal names it: ``FUNCTION public.evil()``."""
+        if self.tag == self.desc:  # ENCODING, STDSTRINGS, SEARCHPATH
+            return self.desc
         return f"{self.desc} {self.namespace + '.' if self.namespace else ''}{self.tag}"
 
 
@@ -561,7 +563,7 @@ def check_entries(entries: list[TocEntry], tables: set[str]) -> list[int]:
             # Read by pg_restore itself (ENCODING, STDSTRINGS) or sent verbatim before
             # every entry (SEARCHPATH): only the exact text pg_dump writes.
             if entry.namespace or entry.copy_stmt or fixed.fullmatch(entry.defn or "") is None:
-                raise _refusal(entry, "not the setting pg_dump writes")
+                raise _refusal(entry, "another setting")
             continue
         if entry.desc in _NEVER_RESTORED:
             continue
@@ -583,7 +585,10 @@ def check_entries(entries: list[TocEntry], tables: set[str]) -> list[int]:
 
 
 def _refusal(entry: TocEntry, why: str) -> UnsafeArchive:
-    return UnsafeArchive(f"the archive holds a {entry.name()} with {why}: refused, nothing of it was run")
+    return UnsafeArchive(
+        f"the archive holds a {entry.name()} whose SQL is not what pg_dump writes for our tables "
+        f"({why}): refused, nothing of it was run"
+    )
 
 
 def our_tables() -> set[str]:
