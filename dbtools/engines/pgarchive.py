@@ -557,6 +557,10 @@ def check_entries(entries: list[TocEntry], tables: set[str]) -> list[int]:
     """Refuse the archive (UnsafeArchive, one line) unless every entry is one of ours; returns
     the dump ids for ``pg_restore -L``."""
     wanted = []
+    if not any(entry.desc == "SEARCHPATH" for entry in entries):
+        # Without it pg_restore sets search_path to public, pg_catalog: an unqualified
+        # lower() could then name something else than pg_catalog's.
+        raise UnsafeArchive("the archive sets no empty search_path, as pg_dump 12 and later do; nothing of it was run")
     for entry in entries:
         fixed = _FIXED.get(entry.desc)
         if fixed is not None:

@@ -298,7 +298,9 @@ class PostgreSQLEngine(Engine):
             archive, listing = self.inert_archive(source)
             name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
             with self._maintenance_connection() as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                # template0: nothing in the scratch but what the archive brings, whatever
+                # an administrator added to template1 (functions, event triggers).
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
             try:
                 with tempfile.NamedTemporaryFile("w", prefix="mcmanager-", suffix=".list") as use_list:
                     use_list.write(listing)
