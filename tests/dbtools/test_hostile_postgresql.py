@@ -382,3 +382,57 @@ def test_backup_and_restore_of_a_database_with_an_awkward_name(dbname, manage_py
         with server() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
     assert scratch_databases(dbname) == []
+
+
+# --- the SQL shapes, entry by entry ---------------------------------------------------
+
+
+def _entries_of(backup: Path) -> list:
+    with open(backup, "rb") as raw:
+        return read_head(zstandard.ZstdDecompressor().stream_reader(raw))[1]
+
+
+def _with_defn(entries: list, desc: str, tag: str, change) -> list:
+    """The entries with the SQL of entry (desc, tag) changed by ``change``."""
+    import dataclasses
+
+    found = [e for e in entries if e.desc == desc and e.tag == tag]
+    assert len(found) == 1, (desc, tag)
+    return [dataclasses.replace(e, defn=change(e.defn)) if e is found[0] else e for e in entries]
+
+
+SHAPES = [
+    # (entry, how its SQL is changed, refused?)
+    (("TABLE", "servers_configuration"), lambda d: d.replace("'^[A-Za-z0-9._-]*$'", "'a;b'"), False),
+    (("TABLE", "servers_configuration"), lambda d: d.replace(">= 1))", ">= 1)) /* x */"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("-- ", "").replace(">= 1))", ">= 1)) -- x\n"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("'^[A-Za-z0-9._-]*$'", "E'\\\\'';'"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("'^[A-Za-z0-9._-]*$'", "$$x$$"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("length(value)", "public.evil(value)"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("length(value)", "set_config('role', 'x', false)"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("\n);\n", "\n) INHERITS (public.auth_group);\n"), True),
+    (("TABLE", "servers_configuration"), lambda d: d.replace("public.servers_configuration", "public.evil"), True),
+    (("CONSTRAINT", "accounts_user accounts_user_pkey"), lambda d: d.replace(";", ", OWNER TO postgres;"), True),
+    (("INDEX", "user_email_ci_unique"), lambda d: d.replace(";", " WHERE (pg_catalog.pg_reload_conf());"), True),
+    (("INDEX", "user_email_ci_unique"), lambda d: d.replace("lower(", "pg_catalog.lower("), False),
+]
+
+
+def test_sql_of_each_entry_is_held_to_the_shapes_pg_dump_writes(backup_file):
+    entries = _entries_of(backup_file)
+    tables = our_tables()
+    assert check_entries(entries, tables)
+    for (desc, tag), change, refused in SHAPES:
+        changed = _with_defn(entries, desc, tag, change)
+        assert changed != entries
+        if refused:
+            with pytest.raises(UnsafeArchive, match=f"holds a {desc} public.{tag}.*refused"):
+                check_entries(changed, tables)
+        else:
+            assert check_entries(changed, tables)
+
+
+def test_an_archive_without_the_empty_search_path_is_refused(backup_file):
+    entries = [e for e in _entries_of(backup_file) if e.desc != "SEARCHPATH"]
+    with pytest.raises(UnsafeArchive, match="no empty search_path"):
+        check_entries(entries, our_tables())
