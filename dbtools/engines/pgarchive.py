@@ -248,46 +248,16 @@ _LEX = re.compile(
 # Operators our CHECK constraints and indexes use (pg_dump's deparse). A run of
 # operator characters holding "--" or "/*" would start a comment: not in this list.
 _OPERATORS = {
-    "=",
-    "<",
-    ">",
-    "<=",
-    ">=",
-    "<>",
-    "!=",
-    "~",
-    "~~",
-    "~*",
-    "~~*",
-    "!~",
-    "!~~",
-    "!~*",
-    "!~~*",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "||",
-}
+    "=", "<", ">", "<=", ">=", "<>", "!=", "~", "~~", "~*", "~~*", "!~", "!~~", "!~*", "!~~*", "+", "-", "*",
+    "/", "%", "||",
+}  # fmt: skip
 # Built-in functions the migrations of accounts, servers and dbtools put in constraints
 # and indexes (length, lower), and a few harmless neighbours. Unqualified names resolve
 # in pg_catalog only: pg_restore runs with search_path = ''.
 _FUNCTIONS = {
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "lower",
-    "upper",
-    "btrim",
-    "abs",
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "cast",
-}
+    "length", "char_length", "character_length", "octet_length", "lower", "upper", "btrim", "abs",
+    "coalesce", "nullif", "greatest", "least", "cast",
+}  # fmt: skip
 # Words followed by "(" that are syntax, not calls.
 _SYNTAX = {
     "check", "key", "unique", "any", "all", "in", "and", "or", "not", "when", "then", "else",
