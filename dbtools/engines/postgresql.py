@@ -1,6 +1,5 @@
 """PostgreSQL: everything vendor-specific about it."""
 
-import io
 import os
 from contextlib import contextmanager
 
@@ -23,24 +22,34 @@ class PostgreSQLEngine(Engine):
     # --- backup -----------------------------------------------------------
 
     # The dump: `pg_dump --format=custom --compress=0`, streamed through zstd by the caller
-    # (pg_dump's own gzip is most of its time). The command line and PGPASSWORD come from
-    # django-dbbackup's PgDumpBinaryConnector settings parser; its create_dump() is not
-    # used because it buffers the whole dump in a spooled temp file and cannot share a
-    # snapshot, and we stream, check and count while dumping.
+    # (pg_dump's own gzip is most of its time). The libpq environment of OPTIONS (sslmode,
+    # passfile, service...) comes from django-dbbackup's parser; the connection itself is
+    # one libpq connection string built by psycopg (make_conninfo quotes every value), in
+    # one argv item: django-dbbackup pastes the name into a URL and the command line is
+    # split on spaces, so a database named "a b" broke and one named "-x" read as an option.
+    # Its create_dump() is not used because it buffers the whole dump in a spooled temp
+    # file and cannot share a snapshot, and we stream, check and count while dumping.
 
     def _pg_command(self, tool: str, dbname: str | None = None) -> tuple[list[str], dict]:
         """``tool`` with the connection arguments; the password only in the environment (PGPASSWORD)."""
-        import shlex
+        from dbbackup.db.postgresql import PgDumpBinaryConnector, parse_postgres_options_env
+        from psycopg.conninfo import make_conninfo
 
-        from dbbackup.db.postgresql import PgDumpBinaryConnector, parse_postgres_settings
-
-        connector = PgDumpBinaryConnector(self.alias)
-        if dbname is not None:
-            connector.settings["NAME"] = dbname
-        cmd_part, env = parse_postgres_settings(connector)
-        full_env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-        full_env.update({k: str(v) for k, v in env.items()})
-        return [tool, *shlex.split(cmd_part)], full_env
+        s = self.settings_dict
+        conninfo = make_conninfo(
+            dbname=dbname if dbname is not None else s["NAME"],
+            host=s.get("HOST") or None,
+            port=str(s["PORT"]) if s.get("PORT") else None,
+            user=s.get("USER") or None,
+        )
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        env.update(parse_postgres_options_env(PgDumpBinaryConnector(self.alias)))
+        args = [tool, f"--dbname={conninfo}"]
+        if s.get("PASSWORD"):
+            env["PGPASSWORD"] = str(s["PASSWORD"])
+        elif s.get("PASSWORD") is None:
+            args.append("--no-password")
+        return args, env
 
     def _psycopg_connect(self, dbname: str | None = None, **kwargs):
         import psycopg
@@ -189,21 +198,49 @@ class PostgreSQLEngine(Engine):
             snap_conn.close()
         return outcome
 
+    @staticmethod
+    def inert_archive(stream):
+        """Read and check the archive's table of contents before any of it is used.
+
+        Returns the whole archive again (the head read, then the rest of ``stream``) and the
+        ``pg_restore --use-list`` text naming the entries to restore. Raises UnsafeArchive
+        (one line naming what was found) when an entry is not one of our tables, sequences,
+        constraints, indexes or rows, or its SQL is not a shape pg_dump writes for them.
+        """
+        from . import pgarchive
+
+        head, entries = pgarchive.read_head(stream)
+        pgarchive.cross_check(head, entries)
+        wanted = pgarchive.check_entries(entries, pgarchive.our_tables())
+        return pgarchive.Replay(head, stream), "".join(f"{dump_id};\n" for dump_id in wanted)
+
     def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
         """Checks of an archive read from ``stream`` (uncompressed). Returns (checks, row counts).
 
-        quick: pg_restore parses the whole archive and its COPY rows are counted; full: the
-        archive is restored into a scratch database and its tables counted there.
+        quick: the table of contents holds only our kinds of entries (inert_archive), then
+        pg_restore parses the whole archive into SQL text (nothing runs) and its COPY rows
+        are counted; full: the archive is restored into a scratch database (inertly, see
+        load_into_scratch) and its tables counted there.
         """
         import subprocess
         import tempfile
         import threading
 
         from ..streams import CHUNK, Check
+        from .pgarchive import UnsafeArchive
 
         if level == "full":
             with self.load_into_scratch(stream) as scratch:
                 return scratch.checks, scratch.row_counts
+        try:
+            stream, listing = self.inert_archive(stream)
+        except UnsafeArchive as exc:
+            return [Check("contents", False, str(exc))], {}
+        contents = Check(
+            "contents",
+            True,
+            f"{listing.count(chr(10))} entries, each a table, sequence, constraint, index or rows of mcmanager's",
+        )
         with tempfile.TemporaryFile() as err:
             parse = subprocess.Popen(
                 ["pg_restore", "--file=-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
@@ -234,42 +271,73 @@ class PostgreSQLEngine(Engine):
                 ok,
                 "pg_restore read the whole archive" if ok else f"pg_restore failed: {first_line(err)}",
             )
-        return [check], counter.counts if ok else {}
+        return [contents, check], counter.counts if ok else {}
 
     @contextmanager
     def load_into_scratch(self, source, workdir=None, level: str = "full"):
         """Restore the archive (a path or an uncompressed stream) into a new, uniquely-named database.
 
-        Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
-        database is dropped on exit (if it still exists: a restore may have renamed it).
+        Inert: the table of contents is checked first (inert_archive; a refused archive
+        creates no scratch database), then pg_restore restores only the accepted entries
+        (--use-list), with no owners, privileges, comments, security labels, publications,
+        subscriptions, tablespaces or access methods. Yields a ScratchDatabase (``name`` is
+        the database name) with its row counts; the database is dropped on exit (if it
+        still exists: a restore may have renamed it).
         """
+        import tempfile
 
         from psycopg import sql
 
         from ..errors import VerificationFailed
         from ..streams import Check, ScratchDatabase, unique_suffix
 
-        name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
-        with self._maintenance_connection() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        opened = None
+        if isinstance(source, str | os.PathLike):
+            source = opened = open(source, "rb")  # noqa: SIM115 (closed below)
         try:
-            cmd, env = self._pg_command("pg_restore", dbname=name)
-            cmd += ["--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction"]
-            if isinstance(source, str | os.PathLike):
-                # pg_restore reads (and may seek in) the file itself; its stdin stays empty.
-                rc, message = run_with_stdin([*cmd, str(source)], env, io.BytesIO())
-            else:
-                rc, message = run_with_stdin(cmd, env, source)
-            if rc != 0:
-                raise VerificationFailed(f"the archive does not restore: {message}")
-            with self._psycopg_connect(name) as conn:
-                counts, _ = self._snapshot_counts(conn)
-            yield ScratchDatabase(
-                name=name, row_counts=counts, checks=[Check("restore", True, "pg_restore into a scratch database")]
-            )
-        finally:
+            archive, listing = self.inert_archive(source)
+            name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
             with self._maintenance_connection() as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                # template0: nothing in the scratch but what the archive brings, whatever
+                # an administrator added to template1 (functions, event triggers).
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+            try:
+                with tempfile.NamedTemporaryFile("w", prefix="mcmanager-", suffix=".list") as use_list:
+                    use_list.write(listing)
+                    use_list.flush()
+                    cmd, env = self._pg_command("pg_restore", dbname=name)
+                    cmd += [
+                        f"--use-list={use_list.name}",
+                        "--no-owner",
+                        "--no-privileges",
+                        "--no-comments",
+                        "--no-security-labels",
+                        "--no-publications",
+                        "--no-subscriptions",
+                        "--no-tablespaces",
+                        "--no-table-access-method",
+                        "--exit-on-error",
+                        "--single-transaction",
+                    ]
+                    rc, message = run_with_stdin(cmd, env, archive)
+                if rc != 0:
+                    raise VerificationFailed(f"the archive does not restore: {message}")
+                with self._psycopg_connect(name) as conn:
+                    counts, _ = self._snapshot_counts(conn)
+                yield ScratchDatabase(
+                    name=name,
+                    row_counts=counts,
+                    checks=[
+                        Check("contents", True, "only tables, sequences, constraints, indexes and rows of ours"),
+                        Check("restore", True, "pg_restore into a scratch database"),
+                    ],
+                )
+            finally:
+                with self._maintenance_connection() as conn:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        finally:
+            if opened is not None:
+                opened.close()
 
     def count_rows(self) -> dict[str, int]:
         """COUNT(*) of every table of the live database (current schema)."""
