@@ -200,6 +200,15 @@ MCMANAGER_KEEP_MONTHLY = env_int("MCMANAGER_KEEP_MONTHLY", None)
 MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 # The health check warns when the backup directory's disk has less free space than this.
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
+# Manifests are signed (HMAC-SHA256) with a key kept outside the backup directory:
+# MCMANAGER_BACKUP_SIGNING_KEY (the key's text) if set, else the key file (created on
+# first use, 0600). Old keys (texts, or files) still verify backups made before a rotation.
+MCMANAGER_BACKUP_SIGNING_KEY = env_str("MCMANAGER_BACKUP_SIGNING_KEY")
+MCMANAGER_BACKUP_SIGNING_KEY_FILE = Path(
+    env_str("MCMANAGER_BACKUP_SIGNING_KEY_FILE") or str(INSTANCE_DIR / "backup_signing_key")
+)
+MCMANAGER_BACKUP_SIGNING_OLD_KEYS = env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEYS", "")
+MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES = [Path(p) for p in env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES", "")]
 
 # django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
 # backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
