@@ -150,7 +150,7 @@ FIELD_RULES = {
     ),
     "row_counts": (
         lambda v: isinstance(v, dict) and all(_is_int(n) and n >= 0 for n in v.values()),
-        "an object of table -> row count (a whole number, 0 or more)",
+        "an object of table -> row count, each a whole number 0 or more",
     ),
     "size": (lambda v: _is_int(v) and v >= 0, "a whole number of bytes, 0 or more"),
     "sha256": (lambda v: isinstance(v, str) and SHA256_RE.fullmatch(v) is not None, "64 lowercase hex digits"),
