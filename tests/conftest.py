@@ -86,6 +86,18 @@ def database_url_for(alias: str = "default") -> str:
     return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}{port}/{s['NAME']}"
 
 
+def signing_env() -> dict:
+    """The environment that gives a subprocess this test's signing key (never the repo's instance/)."""
+    from django.conf import settings
+
+    return {
+        "MCMANAGER_BACKUP_SIGNING_KEY": settings.MCMANAGER_BACKUP_SIGNING_KEY,
+        "MCMANAGER_BACKUP_SIGNING_KEY_FILE": str(settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE),
+        "MCMANAGER_BACKUP_SIGNING_OLD_KEYS": ",".join(settings.MCMANAGER_BACKUP_SIGNING_OLD_KEYS),
+        "MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES": ",".join(map(str, settings.MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES)),
+    }
+
+
 @pytest.fixture
 def manage_py(settings):
     """Run ``python manage.py ...`` in a subprocess against the test database, as cron would.
@@ -105,10 +117,7 @@ def manage_py(settings):
         full_env.update(
             DATABASE_URL=database_url_for(),
             MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
-            MCMANAGER_BACKUP_SIGNING_KEY=settings.MCMANAGER_BACKUP_SIGNING_KEY,
-            MCMANAGER_BACKUP_SIGNING_KEY_FILE=str(settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE),
-            MCMANAGER_BACKUP_SIGNING_OLD_KEYS=",".join(settings.MCMANAGER_BACKUP_SIGNING_OLD_KEYS),
-            MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES=",".join(map(str, settings.MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES)),
+            **signing_env(),
             DJANGO_SETTINGS_MODULE="mcmanager.settings",
         )
         full_env.pop("DJANGO_DEBUG", None)
