@@ -267,7 +267,15 @@ def backup_state(directory: Path | None = None) -> dict:
     try:
         from .backup import list_backups
     except ImportError:  # the backup module is not there (yet): say so, do not fail
-        return {"available": False, "count": 0, "newest": None, "newest_verified": None, "recent": [], "bad": []}
+        return {
+            "available": False,
+            "count": 0,
+            "newest": None,
+            "newest_verified": None,
+            "recent": [],
+            "newest_unsigned": None,
+            "bad": [],
+        }
     listed = list_backups(directory)
     backups = [b for b in listed if not b.problem]
     bad = [{"name": b.name, "problem": b.problem} for b in listed if b.problem]
@@ -286,15 +294,18 @@ def backup_state(directory: Path | None = None) -> dict:
             "verified": info.verified,
             "verification_level": info.verification_level,
             "signed": info.signed,
+            "signature": info.manifest.authenticity.status if info.manifest else "",
         }
 
     verified = next((b for b in backups if b.verified is True and b.signed), None)
+    unsigned = next((b for b in backups if b.verified is True and not b.signed), None)
     return {
         "available": True,
         "count": len(backups),
         "newest": describe(backups[0]) if backups else None,
         "newest_verified": describe(verified) if verified else None,
         "recent": [describe(b) for b in backups[:5]],
+        "newest_unsigned": describe(unsigned) if unsigned else None,
         "bad": bad,
     }
 
@@ -539,6 +550,10 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
         return CheckResult("backup_freshness", title, UNHEALTHY, "the backup module is not installed", "", details)
     if verified is None:
         message = ("no verified, signed backup" if state["count"] else "no backup at all") + aside
+        if state["newest_unsigned"]:
+            # Verified but not signed by this installation: often a key that moved or cannot be
+            # read. The status only (no path: /health/ is public).
+            message += f" (the newest verified one: signature {state['newest_unsigned']['signature']})"
         return CheckResult(
             "backup_freshness",
             title,

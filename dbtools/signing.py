@@ -24,6 +24,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,10 @@ def _key_from_text(text: str, source: str, current: bool = True) -> SigningKey:
 def _read_key_file(path: Path, current: bool = True) -> SigningKey:
     """The key in ``path``; FileNotFoundError when there is none, CouldNotRun when unreadable."""
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise CouldNotRun(f"the backup signing key {path} is not a regular file")
             data = fh.read(MAX_KEY_FILE_BYTES + 1)
     except FileNotFoundError:
         raise

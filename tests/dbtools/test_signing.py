@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from accounts.models import User
 from dbtools.backup import create_backup, list_backups, verify_backup
@@ -296,7 +297,7 @@ def test_health_counts_only_signed_backups(backup_file, settings):
     unsign(backup_file)
     check = check_backup_freshness()
     assert check.status == UNHEALTHY
-    assert "no verified, signed backup" in check.message
+    assert "no verified, signed backup (the newest verified one: signature missing)" in check.message
 
 
 @pytest.mark.engines("sqlite")
@@ -318,3 +319,26 @@ def test_edit_manifest_signs_again(backup_file):
     edit_manifest(backup_file, reason="cron")
     manifest = read_manifest(backup_file)
     assert manifest.reason == "cron" and manifest.signed
+
+
+@pytest.mark.engines("sqlite")
+@pytest.mark.parametrize("kind", ["directory", "fifo", "not text"])
+def test_a_key_that_cannot_be_read_is_one_line_and_crashes_nothing(backup_file, settings, tmp_path, kind):
+    broken = tmp_path / "broken_key"
+    if kind == "directory":
+        broken.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(broken)
+    else:
+        broken.write_bytes(b"\xff\xfe" * 20)
+    settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE = broken
+    [info] = list_backups()
+    assert info.signed is False and "cannot check the signature" in info.signature
+    assert run("backup", "--list")[0] == 0
+    response = Client().get("/health/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 500  # no signed backup is known: unhealthy, said in JSON
+    assert response.json()["checks"]["backup_freshness"]["status"] == "unhealthy"
+    assert str(broken) not in response.content.decode()
+    assert_refused("restore", [str(backup_file), "--noinput"], "cannot check the signature")
+    code, out, err = run("backup", "-v", "0")
+    assert code == 2 and "backup signing key" in err and "\n" not in err.strip()
