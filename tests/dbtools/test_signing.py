@@ -122,7 +122,7 @@ def test_the_key_is_created_0600_on_first_use_and_never_written_into_the_manifes
 
 
 @pytest.mark.engines("sqlite")
-def test_a_key_file_inside_the_backup_directory_is_refused(settings, manage_py):
+def test_a_key_file_inside_the_backup_directory_is_refused(settings, manage_py, tmp_path):
     settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE = Path(settings.MCMANAGER_BACKUP_DIR) / "key"
     with pytest.raises(CouldNotRun, match="inside the backup directory"):
         create_backup()
@@ -131,6 +131,11 @@ def test_a_key_file_inside_the_backup_directory_is_refused(settings, manage_py):
     assert done.returncode == 1  # refused by the system check before it starts
     assert "dbtools.E005" in done.stderr
     assert not Path(settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE).exists()
+    # Nor may a backup be written into the directory that holds the key (backup -d).
+    settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE = tmp_path / "keys" / "key"
+    with pytest.raises(CouldNotRun, match="inside the backup directory"):
+        create_backup(output_dir=tmp_path / "keys")
+    assert not (tmp_path / "keys" / "key").exists()
 
 
 @pytest.mark.engines("sqlite")
