@@ -33,6 +33,7 @@ from .manifest import (
 )
 from .oplog import os_user, record_operation
 from .retention import PruneResult, RetentionPolicy, prune_backups
+from .signing import Keyring, check_key_location, keyring, refusal, signing_key
 from .streams import (
     COMPRESSION_SUFFIX,
     Check,
@@ -126,6 +127,13 @@ class BackupInfo:
     manifest: BackupManifest | None = None
     problem: str | None = None
     schema: str = ""
+    signed: bool | None = None
+    signature: str = ""
+
+    @property
+    def bad(self) -> bool:
+        """Not a sound backup of ours: no manifest, a bad one, a file that differs from it."""
+        return self.problem is not None
 
     def as_dict(self) -> dict:
         return {
@@ -139,6 +147,9 @@ class BackupInfo:
             "verification_level": self.verification_level,
             "schema": self.schema,
             "problem": self.problem,
+            "bad": self.bad,
+            "signed": self.signed,
+            "signature": self.signature,
             "database_alias": self.manifest.database_alias if self.manifest else None,
             "sha256": self.manifest.sha256 if self.manifest else None,
         }
@@ -284,6 +295,9 @@ def create_backup(
     with record_operation("backup", database=database, actor=actor) as record:
         record.details["reason"] = reason
         _prepare_directory(directory)
+        # The key before the dump: a backup that cannot be signed is not started.
+        check_key_location(directory)
+        signing_key()
         lock = database_lock(database, "backup") if take_lock else nullcontext()
         with lock:
             clean_leftovers(directory)
@@ -386,11 +400,16 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
             manifest_path(final).unlink(missing_ok=True)
 
 
-def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) -> VerificationResult:
-    """Check a backup file against its manifest: checksum and structure; ``full`` also loads it.
+def verify_backup(
+    path, level: str = "quick", database: str = DEFAULT_DB_ALIAS, *, force: bool = False
+) -> VerificationResult:
+    """Check a backup file against its manifest: signature, checksum and structure; ``full`` also loads it.
 
-    The file is read once: hashed as it is decompressed into the engine's checks. The
-    result is written into the manifest's ``verification``, so --list and retention see it.
+    A manifest not signed by this installation's key fails at once, before a byte of the
+    file is read, unless ``force``. The file is read once: hashed as it is decompressed
+    into the engine's checks. The result of a signed backup is written into its manifest's
+    ``verification`` (and signed), so --list and retention see it; an unsigned one's
+    manifest is left as it is: checking a file never makes it ours.
     """
     if level not in VERIFY_LEVELS:
         raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
@@ -402,6 +421,15 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
         return VerificationResult(
             ok=False, level=level, checks=[Check("manifest", False, str(exc))], reason=str(exc), path=str(path)
         )
+    if not manifest.signed:
+        message = refusal(path.name, manifest.authenticity, "check")
+        if not force:
+            return VerificationResult(
+                ok=False, level=level, checks=[Check("signature", False, message)], reason=message, path=str(path)
+            )
+        checks.append(Check("signature", True, f"{manifest.authenticity.detail}; going on because of --force"))
+    else:
+        checks.append(Check("signature", True, manifest.authenticity.detail))
     engine = get_engine(database)
     if manifest.engine != engine.vendor:
         checks.append(Check("engine", False, f"a {manifest.engine} backup; database '{database}' is {engine.vendor}"))
@@ -424,7 +452,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
         path=str(path),
         at=_iso(_now()),
     )
-    if manifest.engine == engine.vendor and path.exists():
+    if manifest.signed and manifest.engine == engine.vendor and path.exists():
         manifest.verification = {
             "level": level,
             "ok": result.ok,
@@ -433,8 +461,8 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
         }
         try:
             write_manifest(path, manifest)
-        except OSError:
-            pass  # a read-only backup directory: the verdict is still returned
+        except (OSError, CouldNotRun):
+            pass  # a read-only backup directory, a key that cannot sign: the verdict is still returned
     return result
 
 
@@ -535,7 +563,11 @@ def _code_migrations():
 
 
 def list_backups(directory=None) -> list[BackupInfo]:
-    """Everything in the backup directory, newest first; files that are not our backups say so."""
+    """Everything in the backup directory, newest first; files that are not sound backups of ours say so.
+
+    One bad entry (a manifest that is not JSON or has a field of the wrong type, a file
+    that vanished or cannot be read) is listed with its problem; the others are not affected.
+    """
     directory = backup_directory(directory)
     try:
         entries = [e for e in os.scandir(directory) if e.is_file() and not e.name.startswith(".")]
@@ -543,57 +575,76 @@ def list_backups(directory=None) -> list[BackupInfo]:
         return []
     names = {e.name for e in entries}
     nodes = _code_migrations()
+    keys = keyring()
     infos = []
     for entry in entries:
         name = entry.name
         if name.endswith(MANIFEST_SUFFIX) and name[: -len(MANIFEST_SUFFIX)] in names:
             continue  # a manifest, shown with its backup
-        stat = entry.stat()
-        mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
-        match = NAME_RE.match(name)
-        if match is None or name.endswith(MANIFEST_SUFFIX):
-            if name.endswith(MANIFEST_SUFFIX) and match is not None and stat.st_size == 0:
-                continue  # a name reserved by a running (or killed) backup
+        try:
+            stat = entry.stat()
+        except OSError as exc:
             infos.append(
                 BackupInfo(
                     path=Path(entry.path),
                     name=name,
-                    created_at=mtime,
-                    size=stat.st_size,
-                    problem="not a backup made by mcmanager",
+                    created_at=datetime.fromtimestamp(0, UTC),
+                    size=0,
+                    problem=f"unreadable: {exc.strerror or exc}",
                 )
             )
             continue
-        created = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
-        info = BackupInfo(path=Path(entry.path), name=name, created_at=created, size=stat.st_size)
-        try:
-            manifest = read_manifest(entry.path)
-        except VerificationFailed as exc:
-            info.problem = str(exc)
+        info = _backup_info(entry, stat, nodes, keys)
+        if info is not None:
             infos.append(info)
-            continue
-        info.manifest = manifest
-        try:
-            info.created_at = manifest.created
-        except ValueError:
-            pass
-        info.engine = manifest.engine
-        info.reason = manifest.reason
-        info.verified = manifest.verified
-        info.verification_level = manifest.verification.get("level", "")
-        info.schema = _schema_state(manifest, nodes)
-        if manifest.size != stat.st_size:
-            info.problem = f"size {stat.st_size} differs from the manifest's {manifest.size}"
-            info.verified = False
-        infos.append(info)
     infos.sort(key=lambda i: (i.created_at, i.name), reverse=True)
     return infos
 
 
+def _backup_info(entry, stat, nodes, keys: Keyring) -> BackupInfo | None:
+    """One entry of the listing; None for a name reserved by a running (or killed) backup."""
+    name = entry.name
+    mtime = datetime.fromtimestamp(stat.st_mtime, UTC)
+    match = NAME_RE.match(name)
+    if match is None or name.endswith(MANIFEST_SUFFIX):
+        if name.endswith(MANIFEST_SUFFIX) and match is not None and stat.st_size == 0:
+            return None
+        return BackupInfo(
+            path=Path(entry.path),
+            name=name,
+            created_at=mtime,
+            size=stat.st_size,
+            problem="not a backup made by mcmanager",
+        )
+    try:
+        created = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:  # digits that are no time, such as month 13
+        created = mtime
+    info = BackupInfo(path=Path(entry.path), name=name, created_at=created, size=stat.st_size)
+    try:
+        manifest = read_manifest(entry.path, keys)
+    except VerificationFailed as exc:
+        info.problem = str(exc)
+        return info
+    info.manifest = manifest
+    info.created_at = manifest.created
+    info.engine = manifest.engine
+    info.reason = manifest.reason
+    info.verified = manifest.verified
+    info.verification_level = manifest.verification.get("level", "")
+    info.schema = _schema_state(manifest, nodes)
+    info.signed = manifest.signed
+    info.signature = manifest.authenticity.detail
+    if manifest.size != stat.st_size:
+        info.problem = f"size {stat.st_size} differs from the manifest's {manifest.size}"
+        info.verified = False
+    return info
+
+
 def latest_verified_backup(directory=None, engine: str | None = None) -> BackupInfo | None:
-    """The newest verified backup (of ``engine``, if given), or None."""
+    """The newest backup that is signed by this installation, verified and sound (of ``engine``, if given)."""
     for info in list_backups(directory):
-        if info.verified and not info.problem and (engine is None or info.engine == engine):
+        if info.verified and info.signed and not info.problem and (engine is None or info.engine == engine):
             return info
     return None
 

@@ -88,6 +88,7 @@ def check_dbtools_settings(app_configs, **kwargs):
             )
         )
     errors += _offsite_and_encryption_errors()
+    errors += _signing_key_errors()
     return errors
 
 
@@ -140,4 +141,33 @@ def _offsite_and_encryption_errors() -> list:
                 id="dbtools.E014",
             )
         )
+    return errors
+
+
+def _signing_key_errors() -> list:
+    """The signing key must not live with the backups, and a key given as text must be long enough."""
+    from .signing import MIN_KEY_LENGTH, key_file_inside
+
+    errors = []
+    inside = key_file_inside(settings.MCMANAGER_BACKUP_DIR)
+    if inside is not None:
+        errors.append(
+            Error(
+                f"The backup signing key file {inside} is inside MCMANAGER_BACKUP_DIR ({settings.MCMANAGER_BACKUP_DIR}).",
+                hint="Whoever can write a backup could then sign one. Keep the key elsewhere "
+                "(MCMANAGER_BACKUP_SIGNING_KEY_FILE; the default is in the instance directory).",
+                id="dbtools.E005",
+            )
+        )
+    texts = [("MCMANAGER_BACKUP_SIGNING_KEY", settings.MCMANAGER_BACKUP_SIGNING_KEY)]
+    texts += [("MCMANAGER_BACKUP_SIGNING_OLD_KEYS", t) for t in settings.MCMANAGER_BACKUP_SIGNING_OLD_KEYS]
+    for name, text in texts:
+        if text and len(text.strip()) < MIN_KEY_LENGTH:
+            errors.append(
+                Error(
+                    f"{name} holds a key of {len(text.strip())} characters; a signing key needs at least {MIN_KEY_LENGTH}.",
+                    hint='Generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"',
+                    id="dbtools.E006",
+                )
+            )
     return errors

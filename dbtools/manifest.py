@@ -1,15 +1,32 @@
-"""The manifest: a JSON file beside each backup saying what it is and how it was checked."""
+"""The manifest: a JSON file beside each backup saying what it is and how it was checked.
+
+A manifest is input like the backup it describes (anyone who can write the backup
+directory can write one), so ``read_manifest`` trusts nothing in it: the file is read
+only if it is a regular file of at most MAX_MANIFEST_BYTES, every field is checked for
+type and range, and its signature (dbtools.signing) is verified from the very bytes
+read. A bad manifest is one VerificationFailed line, never a traceback.
+"""
 
 import json
 import os
+import re
+import stat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import VerificationFailed
+from .signing import Authenticity
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
+MAX_MANIFEST_BYTES = 1024 * 1024
+# Our manifests nest four levels deep (verification -> checks -> check -> detail).
+MAX_DEPTH = 8
+MAX_TEXT = 4096
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+COMPRESSIONS = ("zstd", "gzip", "none")
 
 
 @dataclass
@@ -35,6 +52,12 @@ class BackupManifest:
     encryption: str | None = None
     duration_ms: int = 0
     verification: dict = field(default_factory=dict)
+    # {"alg": "hmac-sha256", "key_id": ..., "value": ...}, set by write_manifest.
+    signature: dict | None = None
+
+    # Whether the signature verifies: set by read_manifest from the bytes it read, never
+    # written (a manifest built in memory has not been checked: None).
+    authenticity: ClassVar[Authenticity | None] = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -52,6 +75,11 @@ class BackupManifest:
     def verified(self) -> bool:
         return bool(self.verification.get("ok"))
 
+    @property
+    def signed(self) -> bool:
+        """Signed by this installation's key (a current or an old one), as read."""
+        return self.authenticity is not None and self.authenticity.ok
+
 
 def parse_time(value: str) -> datetime:
     when = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -63,30 +91,187 @@ def manifest_path(backup_path) -> Path:
     return backup_path.with_name(backup_path.name + MANIFEST_SUFFIX)
 
 
-def read_manifest(backup_path) -> BackupManifest:
-    """The manifest beside ``backup_path``; VerificationFailed when missing or unreadable."""
-    path = manifest_path(backup_path)
+def _got(value) -> str:
+    """A value from a manifest, as a message may show it (short, one line)."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    return repr(value)[:40]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _too_deep(data, limit: int) -> bool:
+    """Whether ``data`` nests deeper than ``limit`` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _is_time(value) -> bool:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        parse_time(value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _is_names(value) -> bool:
+    return isinstance(value, list) and all(isinstance(n, str) for n in value)
+
+
+# Each field: (check, what it must be). Fields absent from the file take their defaults,
+# except the required ones.
+TEXT_FIELDS = ("file", "engine", "server_version", "database_alias", "database_name", "reason", "actor")
+TEXT_FIELDS += ("dump_format", "tool")
+REQUIRED_FIELDS = ("format_version", "engine", "created_at", "sha256", "size", "compression", "row_counts")
+FIELD_RULES = {
+    **{
+        name: (lambda v: isinstance(v, str) and len(v) <= MAX_TEXT, f"a text of at most {MAX_TEXT} characters")
+        for name in TEXT_FIELDS
+    },
+    "created_at": (_is_time, "an ISO 8601 time"),
+    "migrations": (
+        lambda v: isinstance(v, dict) and all(_is_names(names) for names in v.values()),
+        "an object of app name -> list of migration names",
+    ),
+    "row_counts": (
+        lambda v: isinstance(v, dict) and all(_is_int(n) and n >= 0 for n in v.values()),
+        "an object of table -> row count, each a whole number 0 or more",
+    ),
+    "size": (lambda v: _is_int(v) and v >= 0, "a whole number of bytes, 0 or more"),
+    "sha256": (lambda v: isinstance(v, str) and SHA256_RE.fullmatch(v) is not None, "64 lowercase hex digits"),
+    "compression": (lambda v: v in COMPRESSIONS, " or ".join(COMPRESSIONS)),
+    "encryption": (lambda v: v is None or isinstance(v, str), "null or a text"),
+    "duration_ms": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
+    "verification": (
+        lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("ok", False), bool)
+            and isinstance(v.get("level", ""), str)
+            and isinstance(v.get("at", ""), str)
+            and isinstance(v.get("checks", []), list)
+            and all(isinstance(c, dict) for c in v.get("checks", []))
+        ),
+        'an object with "ok" (true/false), "level", "at" and "checks" (a list of objects)',
+    ),
+    "signature": (
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and isinstance(v.get("alg"), str)
+                and isinstance(v.get("key_id"), str)
+                and isinstance(v.get("value"), str)
+                and SHA256_RE.fullmatch(v["value"]) is not None
+            )
+        ),
+        'null or {"alg", "key_id", "value": 64 hex digits}',
+    ),
+}
+
+
+def manifest_problem(data) -> str | None:
+    """What is wrong with a manifest's parsed JSON, in a few words; None when every field is sound."""
+    if not isinstance(data, dict):
+        return f"not a JSON object ({_got(data)})"
+    if _too_deep(data, MAX_DEPTH):
+        return f"nested deeper than {MAX_DEPTH} levels"
+    version = data.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        return f"format_version is {_got(version)}, not {FORMAT_VERSION}"
+    for name in REQUIRED_FIELDS:
+        if name not in data:
+            return f"{name} is missing"
+    for name, (check, wanted) in FIELD_RULES.items():
+        if name in data and not check(data[name]):
+            return f"{name} must be {wanted} (got {_got(data[name])})"
+    return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def _read_bounded(path: Path, name: str) -> bytes:
+    """The bytes of a manifest: a regular file (never a FIFO that would block), at most 1 MiB."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise VerificationFailed(f"{Path(backup_path).name} has no manifest ({path.name} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise VerificationFailed(f"the manifest of {Path(backup_path).name} is unreadable: {exc}") from None
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION or not data.get("sha256"):
-        raise VerificationFailed(f"the manifest of {Path(backup_path).name} is not a format {FORMAT_VERSION} manifest")
-    return BackupManifest.from_dict(data)
+        raise VerificationFailed(f"{name} has no manifest ({path.name} is missing)") from None
+    except OSError as exc:
+        raise VerificationFailed(f"the manifest of {name} is unreadable: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise VerificationFailed(f"the manifest of {name} is unreadable: {path.name} is not a regular file")
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise VerificationFailed(f"the manifest of {name} is unreadable: {exc.strerror or exc}") from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise VerificationFailed(f"the manifest of {name} is bad: larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+    return raw
+
+
+def read_manifest(backup_path, keys=None) -> BackupManifest:
+    """The manifest beside ``backup_path``, every field checked, its signature verified.
+
+    ``keys``: a dbtools.signing.Keyring (default: read now; a listing reads it once for
+    all its files). The verdict on the signature is the
+    manifest's ``authenticity``: callers decide (restore refuses unless --force).
+    Raises VerificationFailed (one line) when the manifest is missing, unreadable or bad.
+    """
+    from .signing import check_signature, keyring
+
+    name = Path(backup_path).name
+    raw = _read_bounded(manifest_path(backup_path), name)
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise VerificationFailed(f"the manifest of {name} is bad: nested too deeply") from None
+    except ValueError as exc:
+        first = (str(exc).splitlines() or ["?"])[0]
+        raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first})") from None
+    problem = manifest_problem(data)
+    if problem is not None:
+        raise VerificationFailed(f"the manifest of {name} is bad: {problem}")
+    manifest = BackupManifest.from_dict(data)
+    manifest.authenticity = check_signature(data, keyring() if keys is None else keys)
+    return manifest
 
 
 def write_manifest(backup_path, manifest: BackupManifest) -> Path:
-    """Write (or replace) the manifest atomically: temp name, fsync, rename."""
+    """Sign the manifest with this installation's key and write it (or replace it) atomically.
+
+    Signed over the fields exactly as they will be read back (a JSON round trip), so the
+    signature verifies whatever the Python types were. Raises CouldNotRun when there is
+    no usable signing key.
+    """
+    from .signing import sign
     from .streams import unique_suffix
 
+    fields = json.loads(json.dumps(manifest.as_dict()))
+    fields.pop("signature", None)
+    manifest.signature = fields["signature"] = sign(fields)
     path = manifest_path(backup_path)
     tmp = path.with_name(f".{path.name}.{unique_suffix()}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest.as_dict(), f, indent=2, sort_keys=True)
+            json.dump(fields, f, indent=2, sort_keys=True)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

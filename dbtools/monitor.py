@@ -139,6 +139,11 @@ class DatabaseStats:
         newest = self.backup.get("newest") or {}
         gauge("backups", "Backups in the backup directory.", [(base, self.backup.get("count"))])
         gauge(
+            "backup_bad_entries",
+            "Entries of the backup directory that are not sound backups (bad or missing manifest).",
+            [(base, len(self.backup.get("bad") or []))],
+        )
+        gauge(
             "backup_newest_age_seconds",
             "Age of the newest backup.",
             [(base, newest.get("age_seconds"))],
@@ -254,12 +259,26 @@ def migration_state(database: str = DEFAULT_DB_ALIAS) -> dict:
 
 
 def backup_state(directory: Path | None = None) -> dict:
-    """The newest backup and the newest verified one, with their ages (from dbtools.backup)."""
+    """The newest backup and the newest verified, signed one, with their ages (from dbtools.backup).
+
+    Bad entries (no manifest, a manifest that is unreadable or wrong, a file that differs
+    from it) are listed apart, with their problems, and count for nothing else.
+    """
     try:
         from .backup import list_backups
     except ImportError:  # the backup module is not there (yet): say so, do not fail
-        return {"available": False, "count": 0, "newest": None, "newest_verified": None, "recent": []}
-    backups = [b for b in list_backups(directory) if not getattr(b, "problem", None)]
+        return {
+            "available": False,
+            "count": 0,
+            "newest": None,
+            "newest_verified": None,
+            "recent": [],
+            "newest_unsigned": None,
+            "bad": [],
+        }
+    listed = list_backups(directory)
+    backups = [b for b in listed if not b.problem]
+    bad = [{"name": b.name, "problem": b.problem} for b in listed if b.problem]
     now = timezone.now()
 
     def describe(info) -> dict:
@@ -274,15 +293,20 @@ def backup_state(directory: Path | None = None) -> dict:
             "reason": info.reason,
             "verified": info.verified,
             "verification_level": info.verification_level,
+            "signed": info.signed,
+            "signature": info.manifest.authenticity.status if info.manifest else "",
         }
 
-    verified = next((b for b in backups if b.verified is True), None)
+    verified = next((b for b in backups if b.verified is True and b.signed), None)
+    unsigned = next((b for b in backups if b.verified is True and not b.signed), None)
     return {
         "available": True,
         "count": len(backups),
         "newest": describe(backups[0]) if backups else None,
         "newest_verified": describe(verified) if verified else None,
         "recent": [describe(b) for b in backups[:5]],
+        "newest_unsigned": describe(unsigned) if unsigned else None,
+        "bad": bad,
     }
 
 
@@ -518,11 +542,18 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
     max_hours = settings.MCMANAGER_BACKUP_MAX_AGE_HOURS
     state = backup_state()
     verified = state["newest_verified"]
-    details = {"max_age_hours": max_hours, "backups": state["count"]}
+    bad = state["bad"]
+    details = {"max_age_hours": max_hours, "backups": state["count"], "bad_entries": bad}
+    # Bad entries are shown, not fatal: the verdict is about the newest good backup.
+    aside = f"; {len(bad)} bad {'entry' if len(bad) == 1 else 'entries'} in the backup directory" if bad else ""
     if not state["available"]:
         return CheckResult("backup_freshness", title, UNHEALTHY, "the backup module is not installed", "", details)
     if verified is None:
-        message = "no verified backup" if state["count"] else "no backup at all"
+        message = ("no verified, signed backup" if state["count"] else "no backup at all") + aside
+        if state["newest_unsigned"]:
+            # Verified but not signed by this installation: often a key that moved or cannot be
+            # read. The status only (no path: /health/ is public).
+            message += f" (the newest verified one: signature {state['newest_unsigned']['signature']})"
         return CheckResult(
             "backup_freshness",
             title,
@@ -537,7 +568,7 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
             "backup_freshness",
             title,
             UNHEALTHY,
-            f"the newest verified backup is {human_age(verified['age_seconds'])} old (limit {max_hours} h)",
+            f"the newest verified backup is {human_age(verified['age_seconds'])} old (limit {max_hours} h){aside}",
             "Run python manage.py backup, and check that the nightly cron job runs.",
             details,
         )
@@ -545,8 +576,8 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
         "backup_freshness",
         title,
         HEALTHY,
-        f"newest verified backup {human_age(verified['age_seconds'])} old",
-        "",
+        f"newest verified backup {human_age(verified['age_seconds'])} old{aside}",
+        "python manage.py backup --list shows the bad entries and why." if bad else "",
         details,
     )
 

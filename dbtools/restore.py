@@ -38,6 +38,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from . import backup as backups
+from . import signing
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
@@ -230,7 +231,10 @@ def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: 
         newest = backups.latest_verified_backup(engine=engine.vendor)
         if newest is not None:
             return Path(newest.path)
-        raise RestoreRefused(f"no verified {engine.display_name} backup in {backups.backup_directory()}")
+        raise RestoreRefused(
+            f"no verified, signed {engine.display_name} backup in {backups.backup_directory()} "
+            "(backup --list shows each one's state)"
+        )
     path = Path(source).expanduser()
     if path.exists():
         return path
@@ -318,6 +322,7 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
             "manifest",
             f"{_manifest_field(manifest, 'reason')} backup of {_display(_manifest_field(manifest, 'engine'))}",
         )
+        _check_signature(manifest, name, force, checks)
 
     if manifest is not None:
         backup_engine = (_manifest_field(manifest, "engine") or "").lower()
@@ -361,6 +366,17 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
             checks.refuse("structure", f"{name} is not a sound dump: {failed[0].name}: {failed[0].detail}")
         checks.passed("structure", ", ".join(c.name for c in found))
     return manifest
+
+
+def _check_signature(manifest, name: str, force: bool, checks: _Checks) -> None:
+    """A backup is ours only when its manifest is signed by this installation's key; else --force."""
+    authenticity = manifest.authenticity
+    if manifest.signed:
+        checks.passed("signature", authenticity.detail)
+    elif not force:
+        checks.refuse("signature", signing.refusal(name, authenticity))
+    else:
+        checks.passed("signature", f"{authenticity.detail}; going on because of --force")
 
 
 def dump_vendor(path: Path) -> str | None:
@@ -432,7 +448,7 @@ def _check_loaded(alias: str, scratch, path: Path, manifest, force: bool, checks
 
     counts = dict(scratch.row_counts)
     expected = _manifest_field(manifest, "row_counts")
-    if expected:
+    if manifest is not None:  # read_manifest proved row_counts an object of counts
         wrong = [
             f"{table} {counts.get(table)} (manifest {n})"
             for table, n in sorted(expected.items())

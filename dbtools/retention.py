@@ -1,7 +1,9 @@
 """Retention: which backups a keep-last/daily/weekly/monthly policy keeps, and pruning the rest.
 
-Only verified backups count toward a policy, and only they are ever deleted; the newest
-verified backup of each database is always kept; no policy deletes nothing. A day,
+Only verified backups signed by this installation count toward a policy, and only they
+are ever deleted; the newest of them of each database is always kept; no policy deletes
+nothing. A planted manifest claiming a newer verified backup therefore cannot push real
+backups out, and a bad entry (a manifest that is unreadable or wrong) is left alone. A day,
 ISO week or month "counts" when it holds a verified backup; the newest backup of each
 of the N most recent such periods is kept (as restic and borg do).
 """
@@ -101,11 +103,12 @@ def select_kept(backups, policy: RetentionPolicy) -> dict[str, list[str]]:
 
 
 def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False) -> PruneResult:
-    """Delete the verified backups (with their manifests) that ``policy`` does not keep.
+    """Delete the verified, signed backups (with their manifests) that ``policy`` does not keep.
 
     Backups are grouped by engine and database alias, so two databases sharing a
-    directory are each pruned on their own. Unverified backups, files that are not our
-    backups, and everything when the policy is empty are left alone.
+    directory are each pruned on their own. Unverified or unsigned backups, bad entries,
+    files that are not our backups, and everything when the policy is empty are left
+    alone. A file that cannot be deleted is reported in ``ignored``, not raised.
     """
     from .backup import list_backups
     from .manifest import manifest_path
@@ -117,6 +120,8 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
             result.ignored[info.name] = info.problem or "no manifest"
         elif not info.verified:
             result.ignored[info.name] = "not verified: does not count and is not pruned"
+        elif not info.signed:
+            result.ignored[info.name] = f"not signed by this installation ({info.signature}): does not count"
         else:
             groups[(info.engine, info.manifest.database_alias)].append(info)
     for infos in groups.values():
@@ -125,8 +130,12 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
         for info in sorted(infos, key=lambda b: (b.created_at, b.name)):
             if info.name in kept:
                 continue
-            result.deleted.append(info.name)
             if not dry_run:
-                Path(info.path).unlink(missing_ok=True)
-                manifest_path(info.path).unlink(missing_ok=True)
+                try:
+                    Path(info.path).unlink(missing_ok=True)
+                    manifest_path(info.path).unlink(missing_ok=True)
+                except OSError as exc:
+                    result.ignored[info.name] = f"could not be deleted: {exc.strerror or exc}"
+                    continue
+            result.deleted.append(info.name)
     return result

@@ -256,6 +256,15 @@ MCMANAGER_OFFSITE_URL = env_str("MCMANAGER_OFFSITE_URL", "")
 # key file (age-keygen's) for verifying and restoring encrypted backups.
 MCMANAGER_BACKUP_ENCRYPT_TO = env_str("MCMANAGER_BACKUP_ENCRYPT_TO", "")
 MCMANAGER_BACKUP_DECRYPT_KEY_FILE = env_str("MCMANAGER_BACKUP_DECRYPT_KEY_FILE", "")
+# Manifests are signed (HMAC-SHA256) with a key kept outside the backup directory:
+# MCMANAGER_BACKUP_SIGNING_KEY (the key's text) if set, else the key file (created on
+# first use, 0600). Old keys (texts, or files) still verify backups made before a rotation.
+MCMANAGER_BACKUP_SIGNING_KEY = env_str("MCMANAGER_BACKUP_SIGNING_KEY")
+MCMANAGER_BACKUP_SIGNING_KEY_FILE = Path(
+    env_str("MCMANAGER_BACKUP_SIGNING_KEY_FILE") or str(INSTANCE_DIR / "backup_signing_key")
+)
+MCMANAGER_BACKUP_SIGNING_OLD_KEYS = env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEYS", "")
+MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES = [Path(p) for p in env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES", "")]
 
 # django-dbbackup: we use its connectors (not its commands: see INSTALLED_APPS); its storage
 # (STORAGES["dbbackup"]) points at our backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.

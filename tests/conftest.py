@@ -35,6 +35,15 @@ def _isolated_backup_dir(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _isolated_signing_key(settings, tmp_path):
+    """Every test signs with its own key, created on first use under tmp_path (never in instance/)."""
+    settings.MCMANAGER_BACKUP_SIGNING_KEY = ""
+    settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE = tmp_path / "instance" / "backup_signing_key"
+    settings.MCMANAGER_BACKUP_SIGNING_OLD_KEYS = []
+    settings.MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES = []
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is not what these tests measure."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -77,6 +86,18 @@ def database_url_for(alias: str = "default") -> str:
     return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}{port}/{s['NAME']}"
 
 
+def signing_env() -> dict:
+    """The environment that gives a subprocess this test's signing key (never the repo's instance/)."""
+    from django.conf import settings
+
+    return {
+        "MCMANAGER_BACKUP_SIGNING_KEY": settings.MCMANAGER_BACKUP_SIGNING_KEY,
+        "MCMANAGER_BACKUP_SIGNING_KEY_FILE": str(settings.MCMANAGER_BACKUP_SIGNING_KEY_FILE),
+        "MCMANAGER_BACKUP_SIGNING_OLD_KEYS": ",".join(settings.MCMANAGER_BACKUP_SIGNING_OLD_KEYS),
+        "MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES": ",".join(map(str, settings.MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES)),
+    }
+
+
 @pytest.fixture
 def manage_py(settings):
     """Run ``python manage.py ...`` in a subprocess against the test database, as cron would.
@@ -96,6 +117,7 @@ def manage_py(settings):
         full_env.update(
             DATABASE_URL=database_url_for(),
             MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
+            **signing_env(),
             DJANGO_SETTINGS_MODULE="mcmanager.settings",
         )
         full_env.pop("DJANGO_DEBUG", None)

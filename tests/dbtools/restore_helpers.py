@@ -100,6 +100,19 @@ def _copy_manifest(source: Path, target: Path) -> None:
 
 
 def edit_manifest(backup: Path, **changes) -> None:
+    """Change fields of a backup's manifest and sign it again with the test's key (through
+    write_manifest), so the change is refused, if at all, for what it says, not for a
+    broken signature. tamper_manifest() changes a field without signing."""
+    from dbtools.manifest import BackupManifest, write_manifest
+
+    data = json.loads(manifest_path(backup).read_text())
+    data.update(changes)
+    data.pop("signature", None)
+    write_manifest(backup, BackupManifest.from_dict(data))
+
+
+def tamper_manifest(backup: Path, **changes) -> None:
+    """Change fields of a backup's manifest and leave its signature as it was (now wrong)."""
     path = manifest_path(backup)
     data = json.loads(path.read_text())
     data.update(changes)

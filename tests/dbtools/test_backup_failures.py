@@ -49,13 +49,14 @@ def final_files(directory: Path) -> list[str]:
 
 
 def subprocess_env(settings, **extra) -> dict:
-    from tests.conftest import database_url_for
+    from tests.conftest import database_url_for, signing_env
 
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url_for(),
         MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
         DJANGO_SETTINGS_MODULE="mcmanager.settings",
+        **signing_env(),
     )
     env.pop("DJANGO_DEBUG", None)
     env.update(extra)

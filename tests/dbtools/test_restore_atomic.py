@@ -16,7 +16,7 @@ from django.db import connection, connections
 
 from dbtools.backup import create_backup
 
-from ..conftest import database_url_for
+from ..conftest import database_url_for, signing_env
 from .restore_helpers import data_digest, make_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,6 +97,7 @@ def _popen_restore(*args: str) -> subprocess.Popen:
         DATABASE_URL=database_url_for(),
         MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
         DJANGO_SETTINGS_MODULE="mcmanager.settings",
+        **signing_env(),
     )
     env.pop("DJANGO_DEBUG", None)
     return subprocess.Popen(

@@ -58,6 +58,11 @@ class Command(BaseCommand):
         mode.add_argument("--check", metavar="FILE", help="Verify an existing backup (at the --verify level).")
         mode.add_argument("--prune", action="store_true", help="Apply the retention policy without a new backup.")
         parser.add_argument("--dry-run", action="store_true", help="With --prune: show what would be deleted.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="With --check: check a backup whose manifest is not signed by this installation's key.",
+        )
         for rule in ("last", "daily", "weekly", "monthly"):
             parser.add_argument(
                 f"--keep-{rule}",
@@ -69,6 +74,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["dry_run"] and not options["prune"]:
             raise CommandError("--dry-run goes with --prune", returncode=2)
+        if options["force"] and not options["check"]:
+            raise CommandError("--force goes with --check", returncode=2)
         policy = RetentionPolicy.from_settings(
             keep_last=options["keep_last"],
             keep_daily=options["keep_daily"],
@@ -79,7 +86,7 @@ class Command(BaseCommand):
             if options["list"]:
                 return self.show_list(list_backups(options["output_dir"]), options)
             if options["check"]:
-                result = verify_backup(options["check"], options["verify"], options["database"])
+                result = verify_backup(options["check"], options["verify"], options["database"], force=options["force"])
                 return self.show_check(result, options)
             if options["prune"]:
                 result = prune_backups(policy, options["output_dir"], dry_run=options["dry_run"])
@@ -125,10 +132,12 @@ class Command(BaseCommand):
                 status = f"verified ({info.verification_level})"
             else:
                 status = "NOT verified"
+            signed = {True: "signed", False: "UNSIGNED", None: "-"}[info.signed]
             self.stdout.write(
                 f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {_size(info.size):>9}  "
-                f"{info.engine or '-':<10} {info.reason or '-':<12} {status}"
+                f"{info.engine or '-':<10} {info.reason or '-':<12} {signed:<9} {status}"
                 + (f"  schema {info.schema}" if info.schema else "")
+                + (f"  ({info.signature})" if info.signed is False else "")
             )
 
     def show_check(self, result, options) -> None:

@@ -88,3 +88,5 @@ class Command(BaseCommand):
             w(f"Backup:    {newest['name']}, {newest['age_hours']:.1f} h old, {verified}")
         else:
             w(self.style.WARNING("Backup:    none"))
+        for entry in stats.backup.get("bad") or []:
+            w(self.style.WARNING(f"Bad entry: {entry['name']}: {entry['problem']}"))

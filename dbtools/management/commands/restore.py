@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", nargs="?", help="A backup file: a path, or a name in the backup directory.")
-        parser.add_argument("--latest", action="store_true", help="Restore the newest verified backup.")
+        parser.add_argument("--latest", action="store_true", help="Restore the newest signed, verified backup.")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="The database alias to restore.")
         parser.add_argument(
             "--noinput",
@@ -34,7 +34,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--force",
             action="store_true",
-            help="Restore a file without a manifest, or made by a newer version (the other checks still run).",
+            help=(
+                "Restore a file without a manifest, not signed by this installation's key, or made by a "
+                "newer version (the other checks still run)."
+            ),
         )
         parser.add_argument(
             "--no-safety-backup",
