@@ -74,6 +74,7 @@ class Command(backup.Command):
                 check=None,
                 prune=False,
                 dry_run=False,
+                force=False,
                 json=False,
                 verbosity=0 if options["quiet"] else options["verbosity"],
             )
