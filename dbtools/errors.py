@@ -39,3 +39,9 @@ class RestoreRefused(DbtoolsError):
 
 class RestoreFailed(DbtoolsError):
     pass
+
+
+class ForeignContent(VerificationFailed):
+    """A backup file holds something other than our models' data (a trigger, a view, a
+    statement for another database...): refused before any of it runs. The message
+    starts with what was found ("holds a trigger ..."), to follow the file's name."""

@@ -39,7 +39,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from . import backup as backups
 from .engines import Engine, get_engine
-from .errors import CouldNotRun, DbtoolsError, RestoreFailed, RestoreRefused, VerificationFailed
+from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .oplog import record_operation
 from .retention import RetentionPolicy
@@ -354,6 +354,8 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
         try:
             with backups.open_dump(path) as stream:
                 found, _ = engine.check_dump(stream, level="quick")
+        except ForeignContent as exc:
+            checks.refuse("content", f"{name} {exc}")
         except Exception as exc:
             found = [Check("structure", False, (str(exc).strip().splitlines() or [repr(exc)])[0])]
         failed = [c for c in found if not c.ok]
@@ -525,10 +527,15 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
             stream = decompressing_reader(reader, _manifest_field(manifest, "compression") or "none")
         else:
             stream = backups.open_dump(path)
-        load_error = None
+        load_error = foreign = None
         try:
-            scratch_cm = engine.load_into_scratch(stream)
+            # Nothing vouches for a file without a manifest: it gets the engine's full check.
+            scratch_cm = (
+                engine.load_into_scratch(stream, level="full") if manifest is None else engine.load_into_scratch(stream)
+            )
             scratch = scratch_cm.__enter__()
+        except ForeignContent as exc:
+            scratch_cm, foreign = None, exc
         except Exception as exc:  # a broken dump breaks a loader in many ways; each one means "refuse"
             scratch_cm = None
             load_error = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
@@ -549,6 +556,8 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
                     f"the manifest says {str(expected)[:16]}... of {size} bytes",
                 )
             checks.passed("checksum", f"sha256 {digest[:16]}... as in the manifest")
+        if foreign is not None:
+            checks.refuse("content", f"{name} {foreign}")
         if load_error is not None:
             checks.refuse("structure", prefix + load_error)
         failed = [c for c in scratch.checks if not c.ok]
