@@ -776,12 +776,34 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         if conn.alias == database:
             conn.close()
     say("swapped")
+    say("checking the restored database")
+    damage = engine.integrity_after_swap()
+    if damage:
+        _put_back(engine, result.safety_backup, damage)
     result.rows_after = _live_counts(database)
     if checking is not None:
         try:
             result.scratch_validation = checking.result()
         except Exception as exc:  # validated again after the swap, as on the other engines
             logger.info("validating the scratch during the swap failed: %s", exc)
+
+
+def _put_back(engine: Engine, safety_backup: str | None, damage: list[str]) -> None:
+    """The restored database failed the engine's integrity check: put the safety backup back. Raises RestoreFailed."""
+    what = f"the restored database fails the engine's integrity check ({damage[0]})"
+    if not safety_backup:
+        raise RestoreFailed(f"{what}; no safety backup was taken: restore another backup")
+    try:
+        with backups.open_dump(Path(safety_backup)) as stream, engine.load_into_scratch(stream) as scratch:
+            engine.prepare_swap(scratch.name)
+            engine.swap_in(scratch.name)
+    except Exception as exc:
+        raise RestoreFailed(f"{what}, and putting back the safety backup {safety_backup} failed: {exc}") from exc
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if conn.alias == engine.alias:
+                conn.close()
+    raise RestoreFailed(f"{what}; the safety backup {Path(safety_backup).name} was put back")
 
 
 def _validate_scratch(database: str, scratch: str):

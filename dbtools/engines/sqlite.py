@@ -439,6 +439,11 @@ class SQLiteEngine(Engine):
     def swap_description(self) -> str:
         return "copied into the live file by the SQLite backup API in one write transaction"
 
+    def integrity_after_swap(self) -> list[str]:
+        """PRAGMA integrity_check of the live file: every page, every index against its table."""
+        lines = _pragma_lines(_uri(self.settings_dict["NAME"], mode="ro"), "integrity_check")
+        return [] if lines == ["ok"] else lines
+
     def drop_swap_leftovers(self) -> list[str]:
         """Nothing to drop: the SQLite swap writes into the live file and leaves no second database."""
         return []
@@ -602,6 +607,30 @@ class SQLiteEngine(Engine):
                         }
                     )
         return problems
+
+    def foreign_schema_objects(self) -> list[dict]:
+        """Triggers, views and virtual tables in sqlite_master (our migrations create none)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT type, name, tbl_name FROM sqlite_master "
+                "WHERE type IN ('trigger', 'view') OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%') "
+                "ORDER BY type, name"
+            )
+            rows = cursor.fetchall()
+        found = []
+        for kind, name, table in rows:
+            if kind == "table":
+                kind = "virtual table"
+            statement = {"trigger": "DROP TRIGGER", "view": "DROP VIEW", "virtual table": "DROP TABLE"}[kind]
+            found.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "table": table if kind == "trigger" else "",
+                    "drop": f"{statement} {_quoted(name)}",
+                }
+            )
+        return found
 
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
