@@ -261,11 +261,21 @@ class SQLiteEngine(Engine):
         try:
             conn.execute("PRAGMA foreign_keys = OFF")
             conn.execute("PRAGMA ignore_check_constraints = ON")
-            conn.execute("PRAGMA synchronous = OFF")  # a scratch: a crash throws it away anyway
+            # A scratch: a crash throws it away anyway.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute(f"PRAGMA cache_size = -{COPY_CACHE_KIB}")
             conn.execute("ATTACH DATABASE ? AS src", [_uri(raw, mode="ro", immutable="1")])
             ours = set(_table_names(conn, "main"))
+            # The migrations' own CREATE INDEX statements, run again once the rows are in:
+            # an index built from sorted rows is several times faster than one kept up row by row.
+            indexes = conn.execute(
+                "SELECT name, sql FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            ).fetchall()
             conn.execute("BEGIN")
             try:
+                for name, _sql in indexes:
+                    conn.execute(f"DROP INDEX main.{_quoted(name)}")
                 for table in _table_names(conn, "src"):
                     if table not in ours:
                         raise ForeignContent(
@@ -290,6 +300,8 @@ class SQLiteEngine(Engine):
                         "INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM src.sqlite_sequence "
                         "WHERE name IN (SELECT name FROM main.sqlite_master WHERE type = 'table')"
                     )
+                for _name, sql in indexes:
+                    conn.execute(sql)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -664,6 +676,9 @@ def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
         return False
     return all((name if name is not None else sql) in covered for name, sql in _check_expressions(table_sql))
 
+
+# The page cache of the connection copying a backup's rows into the rebuilt file (KiB).
+COPY_CACHE_KIB = 32 * 1024
 
 # Tables with more rows than this have their CHECK scan split in two by rowid.
 SPLIT_CHECK_ROWS = 200_000
