@@ -364,7 +364,7 @@ class SQLiteEngine(Engine):
 
         live = self.settings_dict["NAME"]
         try:
-            target = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+            target = sqlite3.connect(_uri(live, mode="ro"), uri=True)
             try:
                 page_size = target.execute("PRAGMA page_size").fetchone()[0]
             finally:
