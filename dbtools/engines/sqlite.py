@@ -272,40 +272,35 @@ class SQLiteEngine(Engine):
             indexes = conn.execute(
                 "SELECT name, sql FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
             ).fetchall()
+            # No rollback on failure: the journal is off, and the file is thrown away.
             conn.execute("BEGIN")
-            try:
-                for name, _sql in indexes:
-                    conn.execute(f"DROP INDEX main.{_quoted(name)}")
-                for table in _table_names(conn, "src"):
-                    if table not in ours:
-                        raise ForeignContent(
-                            f"holds a table {table} that mcmanager's migrations "
-                            f"(up to those it applied) do not create: refused, nothing of it was run"
-                        )
-                    columns = _column_names(conn, "src", table)
-                    extra = [c for c in columns if c not in set(_column_names(conn, "main", table))]
-                    if extra:
-                        raise ForeignContent(
-                            f"holds a column {extra[0]} in {table} that mcmanager's migrations "
-                            "do not create: refused, nothing of it was run"
-                        )
-                    names = ", ".join(_quoted(c) for c in columns)
-                    conn.execute(f"DELETE FROM main.{_quoted(table)}")
-                    conn.execute(
-                        f"INSERT INTO main.{_quoted(table)} ({names}) SELECT {names} FROM src.{_quoted(table)}"
+            for name, _sql in indexes:
+                conn.execute(f"DROP INDEX main.{_quoted(name)}")
+            for table in _table_names(conn, "src"):
+                if table not in ours:
+                    raise ForeignContent(
+                        f"holds a table {table} that mcmanager's migrations "
+                        f"(up to those it applied) do not create: refused, nothing of it was run"
                     )
-                if "sqlite_sequence" in _table_names(conn, "src", internal=True):
-                    conn.execute("DELETE FROM main.sqlite_sequence")
-                    conn.execute(
-                        "INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM src.sqlite_sequence "
-                        "WHERE name IN (SELECT name FROM main.sqlite_master WHERE type = 'table')"
+                columns = _column_names(conn, "src", table)
+                extra = [c for c in columns if c not in set(_column_names(conn, "main", table))]
+                if extra:
+                    raise ForeignContent(
+                        f"holds a column {extra[0]} in {table} that mcmanager's migrations "
+                        "do not create: refused, nothing of it was run"
                     )
-                for _name, sql in indexes:
-                    conn.execute(sql)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                names = ", ".join(_quoted(c) for c in columns)
+                conn.execute(f"DELETE FROM main.{_quoted(table)}")
+                conn.execute(f"INSERT INTO main.{_quoted(table)} ({names}) SELECT {names} FROM src.{_quoted(table)}")
+            if "sqlite_sequence" in _table_names(conn, "src", internal=True):
+                conn.execute("DELETE FROM main.sqlite_sequence")
+                conn.execute(
+                    "INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM src.sqlite_sequence "
+                    "WHERE name IN (SELECT name FROM main.sqlite_master WHERE type = 'table')"
+                )
+            for _name, sql in indexes:
+                conn.execute(sql)
+            conn.execute("COMMIT")
             conn.execute("DETACH DATABASE src")
         except sqlite3.DatabaseError as exc:
             raise VerificationFailed(f"its rows do not fit mcmanager's schema: {exc}") from exc
@@ -827,7 +822,6 @@ def _check_scans(conn) -> list[tuple[str, tuple]]:
 
 def _any_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] | None) -> bool:
     """Whether a row of ``table`` (within ``rowids``) breaks one of its CHECKs, on a connection of this thread."""
-
     conn = _connect_inert(uri)
     try:
         quoted = _quoted(table)
@@ -839,7 +833,6 @@ def _any_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] 
 
 def _pragma_lines(uri: str, pragma: str, conn=None) -> list[str]:
     """The lines of PRAGMA quick_check / integrity_check (at most 100), on ``conn`` or a new connection."""
-
     own = conn is None
     if own:
         conn = _connect_inert(uri)
