@@ -251,7 +251,11 @@ class SQLiteEngine(Engine):
         from ..errors import VerificationFailed
 
         applied = [(app, name) for app, names in migrations.items() for name in names]
-        self._migrate_new_file(path, applied)
+        try:
+            self._migrate_new_file(path, applied)
+        except Exception as exc:  # the migrations the file names do not apply in that combination
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
         # Not _connect_inert: the new file's own CHECKs (ours) call JSON_VALID, which this
         # SQLite does not mark innocuous. The backup is attached read-only and immutable
         # after _refuse_foreign_objects, and only read by plain column lists: reading
