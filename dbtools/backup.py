@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from .engines import get_engine
-from .errors import BackupFailed, CouldNotRun, DatabaseUnreachable, VerificationFailed
+from .errors import BackupFailed, CouldNotRun, DatabaseUnreachable, ForeignContent, VerificationFailed
 from .locks import database_lock
 from .manifest import (
     FORMAT_VERSION,
@@ -478,6 +478,8 @@ def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: 
             found, counts = engine.check_dump(stream, level=level, manifest=manifest, workdir=path.parent)
         except (zstandard.ZstdError, OSError, EOFError) as exc:
             found = [Check("decompress", False, f"the file does not decompress: {exc}")]
+        except ForeignContent as exc:
+            found = [Check("content", False, str(exc))]
         except VerificationFailed as exc:
             found = [Check("restore", False, str(exc))]
         try:

@@ -40,7 +40,7 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from . import backup as backups
 from . import signing
 from .engines import Engine, get_engine
-from .errors import CouldNotRun, DbtoolsError, RestoreFailed, RestoreRefused, VerificationFailed
+from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .oplog import record_operation
 from .retention import RetentionPolicy
@@ -359,6 +359,8 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
         try:
             with backups.open_dump(path) as stream:
                 found, _ = engine.check_dump(stream, level="quick")
+        except ForeignContent as exc:
+            checks.refuse("content", f"{name} {exc}")
         except Exception as exc:
             found = [Check("structure", False, (str(exc).strip().splitlines() or [repr(exc)])[0])]
         failed = [c for c in found if not c.ok]
@@ -541,10 +543,15 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
             stream = decompressing_reader(reader, _manifest_field(manifest, "compression") or "none")
         else:
             stream = backups.open_dump(path)
-        load_error = None
+        load_error = foreign = None
         try:
-            scratch_cm = engine.load_into_scratch(stream)
+            # Nothing vouches for a file without a manifest: it gets the engine's full check.
+            scratch_cm = (
+                engine.load_into_scratch(stream, level="full") if manifest is None else engine.load_into_scratch(stream)
+            )
             scratch = scratch_cm.__enter__()
+        except ForeignContent as exc:
+            scratch_cm, foreign = None, exc
         except Exception as exc:  # a broken dump breaks a loader in many ways; each one means "refuse"
             scratch_cm = None
             load_error = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
@@ -565,6 +572,8 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
                     f"the manifest says {str(expected)[:16]}... of {size} bytes",
                 )
             checks.passed("checksum", f"sha256 {digest[:16]}... as in the manifest")
+        if foreign is not None:
+            checks.refuse("content", f"{name} {foreign}")
         if load_error is not None:
             checks.refuse("structure", prefix + load_error)
         failed = [c for c in scratch.checks if not c.ok]
@@ -783,12 +792,34 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         if conn.alias == database:
             conn.close()
     say("swapped")
+    say("checking the restored database")
+    damage = engine.integrity_after_swap()
+    if damage:
+        _put_back(engine, result.safety_backup, damage)
     result.rows_after = _live_counts(database)
     if checking is not None:
         try:
             result.scratch_validation = checking.result()
         except Exception as exc:  # validated again after the swap, as on the other engines
             logger.info("validating the scratch during the swap failed: %s", exc)
+
+
+def _put_back(engine: Engine, safety_backup: str | None, damage: list[str]) -> None:
+    """The restored database failed the engine's integrity check: put the safety backup back. Raises RestoreFailed."""
+    what = f"the restored database fails the engine's integrity check ({damage[0]})"
+    if not safety_backup:
+        raise RestoreFailed(f"{what}; no safety backup was taken: restore another backup")
+    try:
+        with backups.open_dump(Path(safety_backup)) as stream, engine.load_into_scratch(stream) as scratch:
+            engine.prepare_swap(scratch.name)
+            engine.swap_in(scratch.name)
+    except Exception as exc:
+        raise RestoreFailed(f"{what}, and putting back the safety backup {safety_backup} failed: {exc}") from exc
+    finally:
+        for conn in connections.all(initialized_only=True):
+            if conn.alias == engine.alias:
+                conn.close()
+    raise RestoreFailed(f"{what}; the safety backup {Path(safety_backup).name} was put back")
 
 
 def _validate_scratch(database: str, scratch: str):

@@ -649,6 +649,28 @@ def _index_and_constraint_problems(database: str, model) -> list[Problem]:
     return problems
 
 
+def foreign_object_problems(database: str) -> list[Problem]:
+    """Triggers, views, functions, procedures and the like that mcmanager's migrations did not create."""
+    from .engines import get_engine
+
+    problems = []
+    for found in get_engine(database).foreign_schema_objects():
+        where = f" on {found['table']}" if found["table"] else ""
+        problems.append(
+            Problem(
+                category="schema_inconsistencies",
+                table=found["table"],
+                rule="foreign_schema_object",
+                count=1,
+                sample_ids=[found["name"]],
+                message=f"{found['kind']} {found['name']}{where} was not created by mcmanager's migrations: "
+                "it runs with the application's rights",
+                fix=f"{found['drop']} after checking who created it and why",
+            )
+        )
+    return problems
+
+
 def engine_problems(
     database: str, covered_fk_tables: set[str], deep: bool = False, checks_covered: dict[str, set[str]] | None = None
 ) -> list[Problem]:
@@ -766,7 +788,8 @@ def run_validation(
     if schema:
         report.problems += structure
         report.problems += migration_problems(database)
-        report.rules_run += len(model_list) + 1
+        report.problems += foreign_object_problems(database)
+        report.rules_run += len(model_list) + 2
     elif structure:
         report.problems += [p for p in structure if p.category in ("missing_tables", "missing_columns")]
     runnable = [m for m in model_list if m._meta.db_table in usable]

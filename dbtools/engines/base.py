@@ -50,3 +50,23 @@ class Engine:
 
     def prepare_swap(self, scratch: str) -> None:
         """Whatever swap_in() would otherwise do to the scratch itself, done beforehand."""
+
+    def integrity_after_swap(self) -> list[str]:
+        """The engine's full integrity check of the live database, run after a restore's swap.
+
+        The lines reporting damage; none when the database is sound (or the engine has no
+        such check beyond what loading the scratch proved).
+        """
+        return []
+
+    # --- monitoring and validation ---------------------------------------
+
+    def foreign_schema_objects(self) -> list[dict]:
+        """Triggers, views, functions, procedures (and the like) in the live database.
+
+        mcmanager's migrations create none of them on any engine, so each one found was
+        put there by someone else and runs (or answers queries) with the application's
+        rights. Each is a dict: ``kind`` ("trigger", "view", ...), ``name``, ``table`` (the
+        table it belongs to, or ""), ``drop`` (the statement that removes it, quoted).
+        """
+        raise NotImplementedError

@@ -409,3 +409,22 @@ class MySQLEngine(Engine):
     ) -> list[dict]:
         """None cheap enough to run: CHECK TABLE reads every row and locks the table."""
         return []
+
+    def foreign_schema_objects(self) -> list[dict]:
+        """Triggers, views, stored functions and procedures, and events of the current database."""
+        queries = (
+            "SELECT 'trigger', TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = DATABASE()",
+            "SELECT 'view', TABLE_NAME, '' FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()",
+            "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME, '' FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = DATABASE()",
+            "SELECT 'event', EVENT_NAME, '' FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
+        )
+        found = []
+        with self.connection.cursor() as cursor:
+            for query in queries:
+                cursor.execute(query)
+                for kind, name, table in cursor.fetchall():
+                    quoted = "`" + name.replace("`", "``") + "`"
+                    found.append({"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quoted}"})
+        return sorted(found, key=lambda o: (o["kind"], o["name"]))

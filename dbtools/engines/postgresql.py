@@ -556,3 +556,41 @@ class PostgreSQLEngine(Engine):
             }
             for table, index in rows
         ]
+
+    def foreign_schema_objects(self) -> list[dict]:
+        """User triggers, views, materialized views, rules and routines of the current schema.
+
+        Not the internal triggers of foreign keys, and not the functions of extensions
+        (pg_depend 'e'): those come with the extension, not from a person.
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT 'trigger', t.tgname, c.relname, '' FROM pg_trigger t "
+                "JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace "
+                "UNION ALL SELECT 'view', viewname, '', '' FROM pg_views WHERE schemaname = current_schema() "
+                "UNION ALL SELECT 'materialized view', matviewname, '', '' FROM pg_matviews "
+                "WHERE schemaname = current_schema() "
+                "UNION ALL SELECT 'rule', rulename, tablename, '' FROM pg_rules WHERE schemaname = current_schema() "
+                "UNION ALL SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' "
+                "ELSE 'function' END, p.proname, '', p.oid::regprocedure::text FROM pg_proc p "
+                "WHERE p.pronamespace = current_schema()::regnamespace AND NOT EXISTS ("
+                "SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+                "AND d.deptype = 'e') "
+                "ORDER BY 1, 2"
+            )
+            rows = cursor.fetchall()
+
+        def quoted(name: str) -> str:
+            return '"' + name.replace('"', '""') + '"'
+
+        found = []
+        for kind, name, table, signature in rows:
+            if kind in ("trigger", "rule"):
+                drop = f"DROP {kind.upper()} {quoted(name)} ON {quoted(table)}"
+            elif signature:  # regprocedure's text: quoted as needed, with the argument types
+                drop = f"DROP {kind.upper()} {signature}"
+            else:
+                drop = f"DROP {kind.upper()} {quoted(name)}"
+            found.append({"kind": kind, "name": name, "table": table, "drop": drop})
+        return found

@@ -6,6 +6,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import ForeignContent
 from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
@@ -115,8 +116,8 @@ class SQLiteEngine(Engine):
         if not header.startswith(b"SQLite format 3\x00"):
             return [Check("header", False, "not an SQLite database file")], {}, {}
         checks.append(Check("header", True, "SQLite format 3"))
-        uri = f"file:{path}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True)
+        uri = _uri(path, mode="ro", immutable="1")
+        conn = _connect_inert(uri)
         try:
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             page_count = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -173,7 +174,7 @@ class SQLiteEngine(Engine):
                 )
             ]
             checks.append(expected_tables_check(expected_tables, tables))
-            counts = {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+            counts = {t: conn.execute(f"SELECT COUNT(*) FROM {_quoted(t)}").fetchone()[0] for t in tables}
             migrations: dict[str, list[str]] = {}
             if "django_migrations" in tables:
                 for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
@@ -199,8 +200,13 @@ class SQLiteEngine(Engine):
     def load_into_scratch(self, source, workdir=None, level: str = "quick"):
         """The dump (a path or an uncompressed stream) as a temporary SQLite file; removed on exit.
 
-        Yields a ScratchDatabase whose ``name`` is the file's path, with its row counts and
-        the file checks (quick_check; integrity_check and foreign_key_check for ``full``).
+        Nothing of the file's schema is used: the file is written aside as it came, its
+        sqlite_master read through a read-only, immutable connection that trusts no schema
+        (a trigger, view, virtual table, generated column or table that is not ours is
+        refused with ForeignContent), its structure checked there (quick_check;
+        integrity_check and foreign_key_check for ``full``), and then a new file is built
+        by our own migrations, up to the ones the backup had applied, and only the rows
+        are copied into it. Yields a ScratchDatabase whose ``name`` is that new file.
         """
         import tempfile
 
@@ -208,6 +214,7 @@ class SQLiteEngine(Engine):
 
         directory = Path(workdir or tempfile.gettempdir())
         path = directory / f".db_scratch_{unique_suffix()}.sqlite3"
+        raw = path.with_name(path.name + ".as-received")
         try:
             if isinstance(source, str | os.PathLike):
                 source = open(source, "rb")  # noqa: SIM115 (closed below)
@@ -215,18 +222,118 @@ class SQLiteEngine(Engine):
             else:
                 close = False
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(raw, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as f:
                     while chunk := source.read(CHUNK):
                         f.write(chunk)
             finally:
                 if close:
                     source.close()
-            checks, counts, _ = self._check_file(path, level)
+            _refuse_foreign_objects(raw)
+            checks, counts, migrations = self._check_file(raw, level)
+            if all(c.ok for c in checks):
+                self._rebuild(raw, path, migrations)
             yield ScratchDatabase(name=str(path), row_counts=counts, checks=checks)
         finally:
-            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-                leftover.unlink(missing_ok=True)
+            for base in (raw, path):
+                for leftover in (base, Path(f"{base}-wal"), Path(f"{base}-shm"), Path(f"{base}-journal")):
+                    leftover.unlink(missing_ok=True)
+
+    def _rebuild(self, raw: Path, path: Path, migrations: dict[str, list[str]]) -> None:
+        """A new file at ``path``: the schema of our migrations (those ``raw`` applied), ``raw``'s rows.
+
+        The rows are copied with CHECK constraints not evaluated (a backup holds its data
+        as it is; validate lists the rows that break them) and foreign keys off (the rows
+        arrive table by table); every index is built by SQLite from the copied rows.
+        """
+        import sqlite3
+
+        from ..errors import VerificationFailed
+
+        applied = [(app, name) for app, names in migrations.items() for name in names]
+        try:
+            self._migrate_new_file(path, applied)
+        except Exception as exc:  # the migrations the file names do not apply in that combination
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
+        # Not _connect_inert: the new file's own CHECKs (ours) call JSON_VALID, which this
+        # SQLite does not mark innocuous. The backup is attached read-only and immutable
+        # after _refuse_foreign_objects, and only read by plain column lists: reading
+        # evaluates no CHECK, default or index expression of its schema, and a plain
+        # sqlite3 connection knows no application function or collation.
+        conn = sqlite3.connect(_uri(path), uri=True, isolation_level=None)
+        try:
+            conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute("PRAGMA ignore_check_constraints = ON")
+            # A scratch: a crash throws it away anyway.
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute(f"PRAGMA cache_size = -{COPY_CACHE_KIB}")
+            conn.execute("ATTACH DATABASE ? AS src", [_uri(raw, mode="ro", immutable="1")])
+            ours = set(_table_names(conn, "main"))
+            # The migrations' own CREATE INDEX statements, run again once the rows are in:
+            # an index built from sorted rows is several times faster than one kept up row by row.
+            indexes = conn.execute(
+                "SELECT name, sql FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            ).fetchall()
+            # No rollback on failure: the journal is off, and the file is thrown away.
+            conn.execute("BEGIN")
+            for name, _sql in indexes:
+                conn.execute(f"DROP INDEX main.{_quoted(name)}")
+            for table in _table_names(conn, "src"):
+                if table not in ours:
+                    raise ForeignContent(
+                        f"holds a table {table} that mcmanager's migrations "
+                        f"(up to those it applied) do not create: refused, nothing of it was run"
+                    )
+                columns = _column_names(conn, "src", table)
+                extra = [c for c in columns if c not in set(_column_names(conn, "main", table))]
+                if extra:
+                    raise ForeignContent(
+                        f"holds a column {extra[0]} in {table} that mcmanager's migrations "
+                        "do not create: refused, nothing of it was run"
+                    )
+                names = ", ".join(_quoted(c) for c in columns)
+                conn.execute(f"DELETE FROM main.{_quoted(table)}")
+                conn.execute(f"INSERT INTO main.{_quoted(table)} ({names}) SELECT {names} FROM src.{_quoted(table)}")
+            if "sqlite_sequence" in _table_names(conn, "src", internal=True):
+                conn.execute("DELETE FROM main.sqlite_sequence")
+                conn.execute(
+                    "INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM src.sqlite_sequence "
+                    "WHERE name IN (SELECT name FROM main.sqlite_master WHERE type = 'table')"
+                )
+            for _name, sql in indexes:
+                conn.execute(sql)
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE src")
+        except sqlite3.DatabaseError as exc:
+            raise VerificationFailed(f"its rows do not fit mcmanager's schema: {exc}") from exc
+        finally:
+            conn.close()
+        os.chmod(path, 0o600)
+
+    def _migrate_new_file(self, path: Path, applied: list[tuple[str, str]]) -> None:
+        """Create ``path`` with the schema our migrations make, up to the ``applied`` ones the code has."""
+        import secrets
+
+        from django.db import connections
+        from django.db.migrations.executor import MigrationExecutor
+
+        base = self.connection
+        alias = f"__sqlite_rebuild_{os.getpid()}_{secrets.token_hex(3)}"
+        # Registered (for this thread) because RunPython operations look their alias up.
+        wrapper = base.__class__({**base.settings_dict, "NAME": str(path)}, alias=alias)
+        connections[alias] = wrapper
+        try:
+            executor = MigrationExecutor(wrapper)
+            targets = [key for key in applied if key in executor.loader.graph.nodes]
+            if targets:
+                executor.migrate(targets, plan=executor.migration_plan(targets))
+        finally:
+            try:
+                wrapper.close()
+            finally:
+                del connections[alias]
 
     def count_rows(self) -> dict[str, int]:
         """COUNT(*) of every table of the live database."""
@@ -237,7 +344,7 @@ class SQLiteEngine(Engine):
             tables = [r[0] for r in cursor.fetchall()]
             counts = {}
             for table in tables:
-                cursor.execute(f'SELECT COUNT(*) FROM "{table}"')
+                cursor.execute(f"SELECT COUNT(*) FROM {_quoted(table)}")
                 counts[table] = cursor.fetchone()[0]
         return counts
 
@@ -256,7 +363,7 @@ class SQLiteEngine(Engine):
 
         live = self.settings_dict["NAME"]
         try:
-            target = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
+            target = sqlite3.connect(_uri(live, mode="ro"), uri=True)
             try:
                 page_size = target.execute("PRAGMA page_size").fetchone()[0]
             finally:
@@ -342,6 +449,11 @@ class SQLiteEngine(Engine):
 
     def swap_description(self) -> str:
         return "copied into the live file by the SQLite backup API in one write transaction"
+
+    def integrity_after_swap(self) -> list[str]:
+        """PRAGMA integrity_check of the live file: every page, every index against its table."""
+        lines = _pragma_lines(_uri(self.settings_dict["NAME"], mode="ro"), "integrity_check")
+        return [] if lines == ["ok"] else lines
 
     def drop_swap_leftovers(self) -> list[str]:
         """Nothing to drop: the SQLite swap writes into the live file and leaves no second database."""
@@ -467,7 +579,7 @@ class SQLiteEngine(Engine):
                     cursor.execute("PRAGMA ignore_check_constraints = OFF")
             if skip_checks and not already_ignored:
                 for table in unchecked:
-                    cursor.execute(f"PRAGMA {pragma}({self.connection.ops.quote_name(table)})")
+                    cursor.execute(f"PRAGMA {pragma}({_quoted(table)})")
                     lines += [row[0] for row in cursor.fetchall() if row[0].startswith("CHECK constraint failed")]
             if lines:
                 problems.append(
@@ -507,6 +619,30 @@ class SQLiteEngine(Engine):
                     )
         return problems
 
+    def foreign_schema_objects(self) -> list[dict]:
+        """Triggers, views and virtual tables in sqlite_master (our migrations create none)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT type, name, tbl_name FROM sqlite_master "
+                "WHERE type IN ('trigger', 'view') OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%') "
+                "ORDER BY type, name"
+            )
+            rows = cursor.fetchall()
+        found = []
+        for kind, name, table in rows:
+            if kind == "table":
+                kind = "virtual table"
+            statement = {"trigger": "DROP TRIGGER", "view": "DROP VIEW", "virtual table": "DROP TABLE"}[kind]
+            found.append(
+                {
+                    "kind": kind,
+                    "name": name,
+                    "table": table if kind == "trigger" else "",
+                    "drop": f"{statement} {_quoted(name)}",
+                }
+            )
+        return found
+
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 
@@ -540,12 +676,127 @@ def _checks_all_covered(table_sql: str, covered: set[str] | None) -> bool:
     return all((name if name is not None else sql) in covered for name, sql in _check_expressions(table_sql))
 
 
+# The page cache of the connection copying a backup's rows into the rebuilt file (KiB).
+COPY_CACHE_KIB = 32 * 1024
+
 # Tables with more rows than this have their CHECK scan split in two by rowid.
 SPLIT_CHECK_ROWS = 200_000
 
 
 def _quoted(table: str) -> str:
+    """An SQLite identifier in double quotes, its own double quotes doubled."""
     return '"' + table.replace('"', '""') + '"'
+
+
+def _uri(path, **params: str) -> str:
+    """A ``file:`` URI for ``path`` (characters such as ? and # escaped) with query ``params``."""
+    from urllib.parse import quote, urlencode
+
+    query = f"?{urlencode(params)}" if params else ""
+    return f"file:{quote(str(Path(path).absolute()))}{query}"
+
+
+def _connect_inert(uri: str, **kwargs):
+    """A connection on which the file's schema can call nothing but SQLite's innocuous built-ins.
+
+    trusted_schema off: functions in views, triggers, CHECKs, defaults, generated columns
+    and index expressions are limited to those SQLite marks innocuous. A plain sqlite3
+    connection has no application functions or collations, and extension loading stays
+    off (enable_load_extension is never called; writable_schema never set).
+    """
+    import sqlite3
+
+    conn = sqlite3.connect(uri, uri=True, **kwargs)
+    conn.execute("PRAGMA trusted_schema = OFF")
+    return conn
+
+
+def _table_names(conn, schema: str, internal: bool = False) -> list[str]:
+    where = "" if internal else " AND name NOT LIKE 'sqlite_%'"
+    return [
+        name
+        for (name,) in conn.execute(
+            f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'{where} ORDER BY name"
+        )
+    ]
+
+
+def _column_names(conn, schema: str, table: str) -> list[str]:
+    return [name for (name,) in conn.execute("SELECT name FROM pragma_table_xinfo(?, ?) ORDER BY cid", [table, schema])]
+
+
+def our_table(name: str) -> bool:
+    """Whether a table name is one Django's models and migrations create here.
+
+    The tables of the installed models, django_migrations, and any table named after an
+    installed app's label (a table an older migration made and a later one removed).
+    """
+    from django.apps import apps
+
+    if name == "django_migrations":
+        return True
+    if name in {m._meta.db_table for m in apps.get_models(include_auto_created=True)}:
+        return True
+    return any(name.startswith(f"{config.label}_") for config in apps.get_app_configs())
+
+
+# SQLite's own tables: sequences, ANALYZE statistics.
+_INTERNAL = re.compile(r"sqlite_(sequence|stat[1-4])")
+
+
+def _schema_findings(conn) -> list[str]:
+    """What in a file's sqlite_master is not a table or index of ours, each as "holds a ...".
+
+    Read only: nothing in the schema is evaluated (a generated column is found by
+    table_xinfo, which reads the declaration, not the values).
+    """
+    found = []
+    for kind, name, table, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid"):
+        head = (sql or "").lstrip()[:40].upper()
+        if kind == "trigger":
+            found.append(f"holds a trigger {name} on {table}")
+        elif kind == "view":
+            found.append(f"holds a view {name}")
+        elif kind not in ("table", "index"):
+            found.append(f"holds a {kind} {name}")
+        elif kind == "table" and re.match(r"CREATE\s+VIRTUAL\s+TABLE", head):
+            found.append(f"holds a virtual table {name}")
+        elif kind == "table" and _INTERNAL.fullmatch(name):
+            continue
+        elif kind == "index" and name.startswith("sqlite_autoindex_") and our_table(table):
+            continue
+        elif not our_table(table):
+            found.append(
+                f"holds a table {table} that is not mcmanager's"
+                if kind == "table"
+                else f"holds an index {name} on {table}, a table that is not mcmanager's"
+            )
+        elif kind == "table":
+            for column, hidden in conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?)", [name]):
+                if hidden:
+                    found.append(f"holds a generated column {column} in {name}")
+    return found
+
+
+def _refuse_foreign_objects(path) -> None:
+    """Raise ForeignContent naming the first schema object of ``path`` that is not ours."""
+    import sqlite3
+
+    from ..errors import VerificationFailed
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                return  # not a database: the file checks say so
+        conn = _connect_inert(_uri(path, mode="ro", immutable="1"))
+        try:
+            found = _schema_findings(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise VerificationFailed(f"SQLite cannot read its schema: {exc}") from exc
+    if found:
+        raise ForeignContent(f"{found[0]}: refused, nothing of it was run")
 
 
 def _check_scans(conn) -> list[tuple[str, tuple]]:
@@ -575,9 +826,7 @@ def _check_scans(conn) -> list[tuple[str, tuple]]:
 
 def _any_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] | None) -> bool:
     """Whether a row of ``table`` (within ``rowids``) breaks one of its CHECKs, on a connection of this thread."""
-    import sqlite3
-
-    conn = sqlite3.connect(uri, uri=True)
+    conn = _connect_inert(uri)
     try:
         quoted = _quoted(table)
         where = f"({condition})" + (f" AND rowid BETWEEN {int(rowids[0])} AND {int(rowids[1])}" if rowids else "")
@@ -588,11 +837,9 @@ def _any_breaking(uri: str, table: str, condition: str, rowids: tuple[int, int] 
 
 def _pragma_lines(uri: str, pragma: str, conn=None) -> list[str]:
     """The lines of PRAGMA quick_check / integrity_check (at most 100), on ``conn`` or a new connection."""
-    import sqlite3
-
     own = conn is None
     if own:
-        conn = sqlite3.connect(uri, uri=True)
+        conn = _connect_inert(uri)
     try:
         return [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchmany(100)]
     finally:

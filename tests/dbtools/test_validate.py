@@ -557,3 +557,77 @@ def test_sqlite_file_check_skips_only_the_checks_the_rules_evaluate():
     finally:
         execute("DROP TABLE legacy_limits")
         Server.objects.all().delete()
+
+
+# Each engine's way of making a trigger that would make every user an admin, a view,
+# and (where the engine has them) a routine: (create statements, drop statements).
+FOREIGN_OBJECTS = {
+    "sqlite": (
+        [
+            "CREATE TRIGGER evil_admin AFTER INSERT ON dbtools_operationlog "
+            "BEGIN UPDATE accounts_user SET is_admin = 1; END",
+            "CREATE VIEW evil_view AS SELECT id FROM accounts_user",
+        ],
+        ["DROP TRIGGER IF EXISTS evil_admin", "DROP VIEW IF EXISTS evil_view"],
+    ),
+    "postgresql": (
+        [
+            "CREATE FUNCTION evil_fn() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN UPDATE accounts_user SET is_admin = true; RETURN NEW; END $$",
+            "CREATE TRIGGER evil_admin AFTER INSERT ON dbtools_operationlog FOR EACH ROW EXECUTE FUNCTION evil_fn()",
+            "CREATE VIEW evil_view AS SELECT id FROM accounts_user",
+        ],
+        [
+            "DROP TRIGGER IF EXISTS evil_admin ON dbtools_operationlog",
+            "DROP FUNCTION IF EXISTS evil_fn()",
+            "DROP VIEW IF EXISTS evil_view",
+        ],
+    ),
+    "mysql": (
+        [
+            "CREATE TRIGGER evil_admin AFTER INSERT ON dbtools_operationlog "
+            "FOR EACH ROW UPDATE accounts_user SET is_admin = 1",
+            "CREATE VIEW evil_view AS SELECT id FROM accounts_user",
+            "CREATE PROCEDURE evil_proc() SELECT 1",
+        ],
+        ["DROP TRIGGER IF EXISTS evil_admin", "DROP VIEW IF EXISTS evil_view", "DROP PROCEDURE IF EXISTS evil_proc"],
+    ),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_triggers_views_and_routines_the_migrations_did_not_create_are_reported(vendor):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    assert not [p for p in run_validation(data=False).problems if p.rule == "foreign_schema_object"]
+    create, drop = FOREIGN_OBJECTS[vendor]
+    try:
+        for statement in create:
+            execute(statement)
+        report = run_validation(data=False)
+        found = {p.sample_ids[0]: p for p in report.problems if p.rule == "foreign_schema_object"}
+        expected = {"evil_admin", "evil_view"} | {"postgresql": {"evil_fn"}, "mysql": {"evil_proc"}}.get(vendor, set())
+        assert set(found) == expected
+        trigger = found["evil_admin"]
+        assert trigger.category == "schema_inconsistencies"
+        assert trigger.table == "dbtools_operationlog"
+        assert trigger.message.startswith(
+            "trigger evil_admin on dbtools_operationlog was not created by mcmanager's migrations"
+        )
+        assert trigger.fix.startswith("DROP TRIGGER ") and "after checking who created it" in trigger.fix
+        assert found["evil_view"].fix.startswith("DROP VIEW ")
+        if vendor == "postgresql":
+            assert found["evil_fn"].fix.startswith("DROP FUNCTION evil_fn()")
+        # The command says so and exits 1.
+        with pytest.raises(CommandError) as exc:
+            call_command("validate", "--schema-only", stdout=StringIO(), stderr=StringIO())
+        assert exc.value.returncode == 1
+        # Each fix, run as written, removes what it names (a trigger before its function).
+        for problem in sorted(found.values(), key=lambda p: not p.fix.startswith("DROP TRIGGER")):
+            execute(problem.fix.split(" after checking")[0])
+        assert not [p for p in run_validation(data=False).problems if p.rule == "foreign_schema_object"]
+    finally:
+        for statement in drop:
+            execute(statement)
