@@ -43,6 +43,7 @@ from .streams import (
     decompressing_reader,
     detect_compression,
     fsync_directory,
+    open_regular,
     unique_suffix,
 )
 
@@ -394,6 +395,8 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
     """
     if level not in VERIFY_LEVELS:
         raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
+    if get_engine(database).absent_live_database() is None:
+        _check_reachable(database)  # the loads need the server: unreachable is exit 2, not a bad file
     path = Path(path)
     checks: list[Check] = []
     try:
@@ -408,13 +411,18 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
     elif not path.exists():
         checks.append(Check("file", False, f"{path} does not exist"))
     else:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if detect_compression(head) != manifest.compression and manifest.compression != "none":
-            checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
+        try:
+            with open_regular(path) as f:
+                head = f.read(4)
+        except OSError as exc:  # a FIFO, a device, a directory: refused before it is read
+            checks.append(Check("file", False, str(exc)))
         else:
-            deep = _deep_checks_with_hash(path, manifest, engine, level)
-            checks += deep
+            if detect_compression(head) != manifest.compression and manifest.compression != "none":
+                checks.append(
+                    Check("compression", False, f"the manifest says {manifest.compression}, the file is not")
+                )
+            else:
+                checks += _deep_checks_with_hash(path, manifest, engine, level)
     failures = [c for c in checks if not c.ok]
     result = VerificationResult(
         ok=not failures,
@@ -424,7 +432,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
         path=str(path),
         at=_iso(_now()),
     )
-    if manifest.engine == engine.vendor and path.exists():
+    if manifest.engine == engine.vendor and path.is_file():
         manifest.verification = {
             "level": level,
             "ok": result.ok,
@@ -441,7 +449,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
 def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: str) -> list[Check]:
     import zstandard
 
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         reader = HashingReader(f)
         counts = None
         found: list[Check] = []
@@ -475,7 +483,7 @@ class _DumpStream:
     """The uncompressed dump of a backup file; closing it closes the file."""
 
     def __init__(self, path: Path, compression: str) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._file = open_regular(path)
         self._stream = decompressing_reader(self._file, compression)
 
     def read(self, n: int = -1) -> bytes:
@@ -502,7 +510,7 @@ def open_dump(path) -> _DumpStream:
     try:
         compression = read_manifest(path).compression
     except VerificationFailed:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             compression = detect_compression(f.read(4))
     return _DumpStream(path, compression)
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import VerificationFailed
+from .streams import open_regular
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -67,7 +68,8 @@ def read_manifest(backup_path) -> BackupManifest:
     """The manifest beside ``backup_path``; VerificationFailed when missing or unreadable."""
     path = manifest_path(backup_path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path, "r") as f:  # a FIFO named like a manifest must not block
+            data = json.loads(f.read())
     except FileNotFoundError:
         raise VerificationFailed(f"{Path(backup_path).name} has no manifest ({path.name} is missing)") from None
     except (OSError, ValueError) as exc:

@@ -41,6 +41,14 @@ class Engine:
     def server_version(self) -> str:
         raise NotImplementedError
 
+    def absent_live_database(self) -> str | None:
+        """A note when the live database does not exist yet and a restore may create it, else None.
+
+        PostgreSQL and MariaDB: None; a missing database is found by connecting to it (exit
+        2) and must be created empty before a restore. SQLite overrides this.
+        """
+        return None
+
     # --- restore ----------------------------------------------------------
 
     # Whether the scratch stays readable, unchanged, while swap_in() runs (SQLite: the swap

@@ -23,6 +23,13 @@ class SQLiteEngine(Engine):
 
         return sqlite3.sqlite_version
 
+    def absent_live_database(self) -> str | None:
+        """A missing file in an existing directory: a restore creates it (connecting would, too)."""
+        name = Path(self.settings_dict["NAME"])
+        if os.path.lexists(name) or not name.parent.is_dir():
+            return None
+        return f"the live database file {name} does not exist yet; a restore creates it"
+
     # --- backup -----------------------------------------------------------
 
     # A backup is a plain SQLite file made with the online backup API (consistent while
