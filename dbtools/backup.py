@@ -418,9 +418,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
             checks.append(Check("file", False, str(exc)))
         else:
             if detect_compression(head) != manifest.compression and manifest.compression != "none":
-                checks.append(
-                    Check("compression", False, f"the manifest says {manifest.compression}, the file is not")
-                )
+                checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
             else:
                 checks += _deep_checks_with_hash(path, manifest, engine, level)
     failures = [c for c in checks if not c.ok]

@@ -233,7 +233,6 @@ def check_live_database(engine: Engine, database: str) -> str | None:
     return note
 
 
-
 def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: str) -> Path:
     """The backup file to restore: a path, a name in the backup directory, or the newest verified one."""
     if latest and source:
