@@ -8,6 +8,7 @@ leftovers are removed by the next run.
 """
 
 import errno
+import logging
 import os
 import re
 import sqlite3
@@ -44,6 +45,7 @@ from .streams import (
     detect_compression,
     fsync_directory,
     open_regular,
+    pid_alive,
     unique_suffix,
 )
 
@@ -63,10 +65,16 @@ __all__ = [
     "verify_backup",
 ]
 
+logger = logging.getLogger("dbtools.backup")
+
 COMPRESSIONS = ("zstd", "gzip", "none")
 VERIFY_LEVELS = ("quick", "full")
 NAME_RE = re.compile(r"^db_backup_(\d{8})_(\d{6})(?:_(\d+))?\.([A-Za-z0-9.]+)$")
-LEFTOVER_RE = re.compile(r"^\.(?:db_backup|db_scratch)_(\d+)_[0-9a-f]+\.")
+# Temporary files named with their process id: a backup's, a scratch's, a manifest's.
+LEFTOVER_RE = re.compile(
+    r"^\.(?:db_backup|db_scratch)_(\d+)_[0-9a-f]{8}\."
+    r"|^\.db_backup_\d{8}_\d{6}(?:_\d+)?\..+\.json\.(\d+)_[0-9a-f]{8}\.partial$"
+)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -175,18 +183,6 @@ def _prepare_directory(directory: Path) -> None:
         raise CouldNotRun(f"backup directory {directory} is not writable: {exc.strerror}") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_leftovers(directory: Path) -> list[str]:
     """Remove temporary files of runs that died (their pid is gone) and orphan name reservations."""
     removed = []
@@ -197,7 +193,7 @@ def clean_leftovers(directory: Path) -> list[str]:
     names = {e.name for e in entries}
     for entry in entries:
         match = LEFTOVER_RE.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1) or match.group(2))):
             Path(entry.path).unlink(missing_ok=True)
             removed.append(entry.name)
         elif (
@@ -210,6 +206,18 @@ def clean_leftovers(directory: Path) -> list[str]:
             # A name reserved by a run killed before it linked its backup file.
             Path(entry.path).unlink(missing_ok=True)
             removed.append(entry.name)
+    return removed
+
+
+def clean_scratch_leftovers(database: str) -> list[str]:
+    """Remove the scratch databases (or files) of killed runs; looking for them never fails a run."""
+    try:
+        removed = get_engine(database).drop_scratch_leftovers()
+    except Exception as exc:  # a cleanup that cannot look (no privilege, server busy) waits for the next run
+        logger.info("could not look for scratch leftovers: %s", _secret_free(str(exc), database))
+        return []
+    for name in removed:
+        logger.info("removed %s, left behind by a killed run", name)
     return removed
 
 
@@ -288,6 +296,7 @@ def create_backup(
         lock = database_lock(database, "backup") if take_lock else nullcontext()
         with lock:
             clean_leftovers(directory)
+            clean_scratch_leftovers(database)
             path, manifest, verification = _write_backup(
                 database, directory, compression, verify, reason, actor or os_user(), started, check_rows
             )
@@ -397,6 +406,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
         raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
     if get_engine(database).absent_live_database() is None:
         _check_reachable(database)  # the loads need the server: unreachable is exit 2, not a bad file
+    clean_scratch_leftovers(database)
     path = Path(path)
     checks: list[Check] = []
     try:

@@ -598,6 +598,7 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
     note = check_live_database(engine, database)
+    backups.clean_scratch_leftovers(database)
     path = resolve_source(source, latest=False, database=database) if source else None
     if path is None:
         path = resolve_source(None, latest=True, database=database)
@@ -661,6 +662,7 @@ def restore_backup(
         with database_lock(database, "restore"):
             for name in engine.drop_swap_leftovers():
                 logger.info("dropped %s, left behind by an interrupted restore", name)
+            backups.clean_scratch_leftovers(database)
             say("checking the file")
             manifest = _check_file(path, engine, database, force, checks)
             result = RestoreResult(

@@ -278,6 +278,19 @@ def expected_tables_check(expected, found) -> Check:
     return Check("tables", True, f"{len(set(expected))} expected tables present")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the owner of a leftover named with it)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or no pid at all: leave its files alone
+    return True
+
+
 def unique_suffix() -> str:
     import secrets
 

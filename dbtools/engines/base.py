@@ -56,5 +56,14 @@ class Engine:
     # live database after it. Not on PostgreSQL and MariaDB, whose swap moves the scratch.
     scratch_readable_during_swap = False
 
+    def drop_scratch_leftovers(self) -> list[str]:
+        """Remove scratch databases (or files) of this database whose creating process is gone.
+
+        A scratch is named ``..._scratch_<pid>_<random>`` by the process that made it; one
+        whose pid no longer runs on this machine (and, on a server, that nobody is
+        connected to) is the leftover of a killed run. Returns the names removed.
+        """
+        return []
+
     def prepare_swap(self, scratch: str) -> None:
         """Whatever swap_in() would otherwise do to the scratch itself, done beforehand."""
