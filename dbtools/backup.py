@@ -39,6 +39,7 @@ from .streams import (
     Check,
     HashingFile,
     HashingReader,
+    NotRegularFile,
     compare_row_counts,
     compressing_writer,
     decompressing_reader,
@@ -409,6 +410,11 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
     clean_scratch_leftovers(database)
     path = Path(path)
     checks: list[Check] = []
+    if path.exists() and not path.is_file():  # a FIFO, a device, a directory: said before anything else
+        problem = str(NotRegularFile(path, path.stat().st_mode))
+        return VerificationResult(
+            ok=False, level=level, checks=[Check("file", False, problem)], reason=f"file: {problem}", path=str(path)
+        )
     try:
         manifest = read_manifest(path)
     except VerificationFailed as exc:
