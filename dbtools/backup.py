@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from .engines import get_engine
-from .errors import BackupFailed, CouldNotRun, DatabaseUnreachable, VerificationFailed
+from .errors import BackupFailed, CouldNotRun, VerificationFailed
 from .locks import database_lock
 from .manifest import (
     FORMAT_VERSION,
@@ -250,13 +250,7 @@ def expected_tables(database: str) -> list[str]:
 
 
 def _check_reachable(database: str) -> None:
-    try:
-        connections[database].ensure_connection()
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise DatabaseUnreachable(
-            f"database '{database}' is unreachable ({get_engine(database).describe()}): {_secret_free(first, database)}"
-        ) from None
+    get_engine(database).check_connection()
 
 
 def create_backup(
@@ -405,8 +399,7 @@ def verify_backup(path, level: str = "quick", database: str = DEFAULT_DB_ALIAS) 
     """
     if level not in VERIFY_LEVELS:
         raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
-    if get_engine(database).absent_live_database() is None:
-        _check_reachable(database)  # the loads need the server: unreachable is exit 2, not a bad file
+    get_engine(database).check_live_database()  # unreachable is exit 2, not a bad file
     clean_scratch_leftovers(database)
     path = Path(path)
     checks: list[Check] = []

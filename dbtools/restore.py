@@ -221,18 +221,6 @@ def _isoformat(value) -> str | None:
 # --- finding the backup -------------------------------------------------------------
 
 
-def check_live_database(engine: Engine, database: str) -> str | None:
-    """DatabaseUnreachable (exit 2) unless the live database answers or may be created by a restore.
-
-    Returns the engine's note when it does not exist yet and a restore creates it (a
-    SQLite file), without creating it: a check touches nothing.
-    """
-    note = engine.absent_live_database()
-    if note is None:
-        backups._check_reachable(database)
-    return note
-
-
 def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: str) -> Path:
     """The backup file to restore: a path, a name in the backup directory, or the newest verified one."""
     if latest and source:
@@ -597,7 +585,7 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
     if database not in connections:
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
-    note = check_live_database(engine, database)
+    note = engine.check_live_database()  # exit 2 when it cannot take a restore
     backups.clean_scratch_leftovers(database)
     path = resolve_source(source, latest=False, database=database) if source else None
     if path is None:
@@ -655,7 +643,7 @@ def restore_backup(
     if database not in connections:
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
-    check_live_database(engine, database)
+    engine.check_live_database()
     path = resolve_source(source, latest=latest, database=database)
     checks = _Checks()
     try:

@@ -41,12 +41,28 @@ class Engine:
     def server_version(self) -> str:
         raise NotImplementedError
 
-    def absent_live_database(self) -> str | None:
-        """A note when the live database does not exist yet and a restore may create it, else None.
+    def check_connection(self) -> None:
+        """DatabaseUnreachable (exit 2), in one line without the password, unless the database answers."""
+        from ..errors import DatabaseUnreachable
 
-        PostgreSQL and MariaDB: None; a missing database is found by connecting to it (exit
-        2) and must be created empty before a restore. SQLite overrides this.
+        try:
+            self.connection.ensure_connection()
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            password = self.settings_dict.get("PASSWORD")
+            if password:
+                first = first.replace(str(password), "***")
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable ({self.describe()}): {first}") from None
+
+    def check_live_database(self) -> str | None:
+        """Before a restore or a check: can the live database take a restore? Touches nothing.
+
+        Raises DatabaseUnreachable (exit 2) when it cannot; returns a note for the operator
+        when the restore would create it, else None. PostgreSQL and MariaDB: it must
+        answer (a missing database is reported by the server, and is created empty
+        before a restore).
         """
+        self.check_connection()
         return None
 
     # --- restore ----------------------------------------------------------

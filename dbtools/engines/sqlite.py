@@ -27,12 +27,19 @@ class SQLiteEngine(Engine):
 
         return sqlite3.sqlite_version
 
-    def absent_live_database(self) -> str | None:
-        """A missing file in an existing directory: a restore creates it (connecting would, too)."""
+    def check_live_database(self) -> str | None:
+        """Without connecting: a restore replaces a file that is not a database (a broken disk)
+        and creates a missing one, so only a path that can never hold a database file is
+        refused; a missing file gets a note (a check must not create it)."""
+        from ..errors import DatabaseUnreachable
+
         name = Path(self.settings_dict["NAME"])
-        if os.path.lexists(name) or not name.parent.is_dir():
-            return None
-        return f"the live database file {name} does not exist yet; a restore creates it"
+        if name.is_dir() or not name.parent.is_dir():
+            why = "is a directory" if name.is_dir() else "is in a directory that does not exist"
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable ({self.describe()}): {name} {why}")
+        if not os.path.lexists(name):
+            return f"the live database file {name} does not exist yet; a restore creates it"
+        return None
 
     # --- backup -----------------------------------------------------------
 
