@@ -8,6 +8,7 @@ leftovers are removed by the next run.
 """
 
 import errno
+import logging
 import os
 import re
 import sqlite3
@@ -21,7 +22,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from .engines import get_engine
-from .errors import BackupFailed, CouldNotRun, DatabaseUnreachable, ForeignContent, VerificationFailed
+from .errors import BackupFailed, CouldNotRun, ForeignContent, VerificationFailed
 from .locks import database_lock
 from .manifest import (
     FORMAT_VERSION,
@@ -39,11 +40,14 @@ from .streams import (
     Check,
     HashingFile,
     HashingReader,
+    NotRegularFile,
     compare_row_counts,
     compressing_writer,
     decompressing_reader,
     detect_compression,
     fsync_directory,
+    open_regular,
+    pid_alive,
     unique_suffix,
 )
 
@@ -63,10 +67,16 @@ __all__ = [
     "verify_backup",
 ]
 
+logger = logging.getLogger("dbtools.backup")
+
 COMPRESSIONS = ("zstd", "gzip", "none")
 VERIFY_LEVELS = ("quick", "full")
 NAME_RE = re.compile(r"^db_backup_(\d{8})_(\d{6})(?:_(\d+))?\.([A-Za-z0-9.]+)$")
-LEFTOVER_RE = re.compile(r"^\.(?:db_backup|db_scratch)_(\d+)_[0-9a-f]+\.")
+# Temporary files named with their process id: a backup's, a scratch's, a manifest's.
+LEFTOVER_RE = re.compile(
+    r"^\.(?:db_backup|db_scratch)_(\d+)_[0-9a-f]{8}\."
+    r"|^\.db_backup_\d{8}_\d{6}(?:_\d+)?\..+\.json\.(\d+)_[0-9a-f]{8}\.partial$"
+)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
@@ -185,18 +195,6 @@ def _prepare_directory(directory: Path) -> None:
         raise CouldNotRun(f"backup directory {directory} is not writable: {exc.strerror}") from None
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_leftovers(directory: Path) -> list[str]:
     """Remove temporary files of runs that died (their pid is gone) and orphan name reservations."""
     removed = []
@@ -207,7 +205,7 @@ def clean_leftovers(directory: Path) -> list[str]:
     names = {e.name for e in entries}
     for entry in entries:
         match = LEFTOVER_RE.match(entry.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1) or match.group(2))):
             Path(entry.path).unlink(missing_ok=True)
             removed.append(entry.name)
         elif (
@@ -220,6 +218,18 @@ def clean_leftovers(directory: Path) -> list[str]:
             # A name reserved by a run killed before it linked its backup file.
             Path(entry.path).unlink(missing_ok=True)
             removed.append(entry.name)
+    return removed
+
+
+def clean_scratch_leftovers(database: str) -> list[str]:
+    """Remove the scratch databases (or files) of killed runs; looking for them never fails a run."""
+    try:
+        removed = get_engine(database).drop_scratch_leftovers()
+    except Exception as exc:  # a cleanup that cannot look (no privilege, server busy) waits for the next run
+        logger.info("could not look for scratch leftovers: %s", _secret_free(str(exc), database))
+        return []
+    for name in removed:
+        logger.info("removed %s, left behind by a killed run", name)
     return removed
 
 
@@ -251,13 +261,7 @@ def expected_tables(database: str) -> list[str]:
 
 
 def _check_reachable(database: str) -> None:
-    try:
-        connections[database].ensure_connection()
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        raise DatabaseUnreachable(
-            f"database '{database}' is unreachable ({get_engine(database).describe()}): {_secret_free(first, database)}"
-        ) from None
+    get_engine(database).check_connection()
 
 
 def create_backup(
@@ -301,6 +305,7 @@ def create_backup(
         lock = database_lock(database, "backup") if take_lock else nullcontext()
         with lock:
             clean_leftovers(directory)
+            clean_scratch_leftovers(database)
             path, manifest, verification = _write_backup(
                 database, directory, compression, verify, reason, actor or os_user(), started, check_rows
             )
@@ -413,8 +418,15 @@ def verify_backup(
     """
     if level not in VERIFY_LEVELS:
         raise CouldNotRun(f"unknown verification level {level!r}: use quick or full")
+    get_engine(database).check_live_database()  # unreachable is exit 2, not a bad file
+    clean_scratch_leftovers(database)
     path = Path(path)
     checks: list[Check] = []
+    if path.exists() and not path.is_file():  # a FIFO, a device, a directory: said before anything else
+        problem = str(NotRegularFile(path, path.stat().st_mode))
+        return VerificationResult(
+            ok=False, level=level, checks=[Check("file", False, problem)], reason=f"file: {problem}", path=str(path)
+        )
     try:
         manifest = read_manifest(path)
     except VerificationFailed as exc:
@@ -436,13 +448,16 @@ def verify_backup(
     elif not path.exists():
         checks.append(Check("file", False, f"{path} does not exist"))
     else:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if detect_compression(head) != manifest.compression and manifest.compression != "none":
-            checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
+        try:
+            with open_regular(path) as f:
+                head = f.read(4)
+        except OSError as exc:  # a FIFO, a device, a directory: refused before it is read
+            checks.append(Check("file", False, str(exc)))
         else:
-            deep = _deep_checks_with_hash(path, manifest, engine, level)
-            checks += deep
+            if detect_compression(head) != manifest.compression and manifest.compression != "none":
+                checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
+            else:
+                checks += _deep_checks_with_hash(path, manifest, engine, level)
     failures = [c for c in checks if not c.ok]
     result = VerificationResult(
         ok=not failures,
@@ -452,7 +467,7 @@ def verify_backup(
         path=str(path),
         at=_iso(_now()),
     )
-    if manifest.signed and manifest.engine == engine.vendor and path.exists():
+    if manifest.signed and manifest.engine == engine.vendor and path.is_file():
         manifest.verification = {
             "level": level,
             "ok": result.ok,
@@ -469,7 +484,7 @@ def verify_backup(
 def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: str) -> list[Check]:
     import zstandard
 
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         reader = HashingReader(f)
         counts = None
         found: list[Check] = []
@@ -505,7 +520,7 @@ class _DumpStream:
     """The uncompressed dump of a backup file; closing it closes the file."""
 
     def __init__(self, path: Path, compression: str) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._file = open_regular(path)
         self._stream = decompressing_reader(self._file, compression)
 
     def read(self, n: int = -1) -> bytes:
@@ -532,7 +547,7 @@ def open_dump(path) -> _DumpStream:
     try:
         compression = read_manifest(path).compression
     except VerificationFailed:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             compression = detect_compression(f.read(4))
     return _DumpStream(path, compression)
 

@@ -1,32 +1,43 @@
 """One backup or restore per database at a time.
 
 ``database_lock(database, purpose)`` takes the lock or raises ``LockHeld`` at once, naming
-the holder. The lock dies with its holder (a killed cron job never leaves a stale lock):
+the holder. The lock dies with its holder (a killed cron job never leaves a stale lock).
+It is keyed on what is locked, never on how the connection settings spell it, so the
+same database reached through ``127.0.0.1`` and ``localhost`` (or a SQLite file and a
+symlink to it) has one lock:
 
-- SQLite: ``fcntl.flock`` on a lock file beside the database file; the holder's
-  description is written into the file.
-- PostgreSQL: a session advisory lock on a dedicated connection to the maintenance
-  database (so the lock never blocks a restore that drops or renames the target); the
-  holder is named in that connection's ``application_name``, which others read from
-  ``pg_stat_activity``.
-- MariaDB: ``GET_LOCK`` on a dedicated connection; the holder's description goes into a
-  small file in the temp directory (MariaDB has no per-connection label others can read),
-  falling back to the holder's connection id.
+- SQLite: ``fcntl.flock`` on a lock file beside the database file's real path
+  (``os.path.realpath``), opened without following a symlink, 0600, removed when
+  released; the holder's description is written into it.
+- PostgreSQL: a session advisory lock, keyed on the database's name, on a dedicated
+  connection to the server's maintenance database (advisory locks live in the server, so
+  every spelling of its address meets the same lock, and the lock never blocks a restore
+  that drops or renames the target); the holder is named in that connection's
+  ``application_name``, which others read from ``pg_stat_activity``.
+- MariaDB: ``GET_LOCK`` (server-wide) on the database's name as the server reports it
+  (``SELECT DATABASE()``, case-folded when the server folds names). MariaDB has no
+  per-connection label others can read, so the holder's description goes into a small
+  file in a private directory (``<instance>/locks``, 0700; the file 0600, created with
+  O_EXCL|O_NOFOLLOW and removed when released); without it, the holder is named by its
+  connection id and client address.
 """
 
 import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from .errors import DatabaseUnreachable, LockHeld
+from .errors import CouldNotRun, DatabaseUnreachable, LockHeld
+
+HOLDER_MAX = 512
 
 
 def _holder_text(purpose: str) -> str:
@@ -48,38 +59,72 @@ def database_lock(database: str = DEFAULT_DB_ALIAS, purpose: str = "backup") -> 
         yield holder
 
 
+# --- SQLite -----------------------------------------------------------------------
+
+
 def _sqlite_lock_path(database: str) -> Path:
-    name = Path(connections[database].settings_dict["NAME"])
-    return name.with_name(f".{name.name}.dbtools-lock")
+    """The lock file beside the database's real file: a symlink to it meets the same lock."""
+    real = Path(os.path.realpath(connections[database].settings_dict["NAME"]))
+    return real.with_name(f".{real.name}.dbtools-lock")
+
+
+def _open_sqlite_lock_file(path: Path) -> int:
+    """The lock file's descriptor: never through a symlink planted at its name, only a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise CouldNotRun(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CouldNotRun(f"cannot use the lock file {path}: not a regular file")
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.fchmod(fd, 0o600)  # a lock file left by an older version
+    return fd
 
 
 @contextmanager
 def _sqlite_lock(database: str, purpose: str) -> Iterator[str]:
     path = _sqlite_lock_path(database)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    while True:
+        fd = _open_sqlite_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            holder = os.pread(fd, HOLDER_MAX, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
             raise LockHeld(f"database '{database}' is locked: held by {holder}") from None
+        # The holder before us removes the file when it releases: if ours was removed
+        # meanwhile, the lock we hold is on a file nobody else will open. Open it again.
+        mine = os.fstat(fd)
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+            break
+        os.close(fd)
+    try:
         holder = _holder_text(purpose)
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.encode(), 0)
-        try:
-            yield holder
-        finally:
-            os.ftruncate(fd, 0)
+        yield holder
     finally:
-        os.close(fd)  # closing releases the flock
+        try:
+            path.unlink(missing_ok=True)  # still holding it: nobody can have it meanwhile
+        finally:
+            os.close(fd)  # closing releases the flock
 
 
-def _lock_key(database: str) -> tuple[str, int]:
-    s = connections[database].settings_dict
-    ident = f"mcmanager-dbtools:{s.get('HOST') or ''}:{s.get('PORT') or ''}:{s['NAME']}"
-    digest = hashlib.sha256(ident.encode()).digest()
+# --- PostgreSQL and MariaDB ---------------------------------------------------------
+
+
+def _key(name: str) -> tuple[str, int]:
+    """A lock name and a 56-bit advisory key for the database named ``name`` by its server."""
+    digest = hashlib.sha256(f"mcmanager-dbtools:{name}".encode()).digest()
     # 56 bits: positive, so it reads back the same from pg_locks (classid << 32 | objid).
-    return ident, int.from_bytes(digest[:7], "big")
+    # GET_LOCK names are at most 64 characters: the hash, not the name.
+    return "mcmanager:" + digest.hex()[:40], int.from_bytes(digest[:7], "big")
 
 
 def _dedicated_connection(database: str, name: str | None = None):
@@ -98,7 +143,8 @@ def _dedicated_connection(database: str, name: str | None = None):
 
 @contextmanager
 def _postgresql_lock(database: str, purpose: str) -> Iterator[str]:
-    _, key = _lock_key(database)
+    # Database names are exact in PostgreSQL: the settings' NAME is the server's name.
+    _, key = _key(connections[database].settings_dict["NAME"])
     try:
         wrapper = _dedicated_connection(database, "postgres")
     except DatabaseUnreachable:
@@ -128,43 +174,98 @@ def _postgresql_lock(database: str, purpose: str) -> Iterator[str]:
         wrapper.close()
 
 
-def _mysql_holder_file(ident: str) -> Path:
-    digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
-    return Path(tempfile.gettempdir()) / f"mcmanager-lock-{digest}.json"
+def _mysql_database_name(wrapper) -> str:
+    """The database's name as the server knows it (folded to lower case where the server folds)."""
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT DATABASE(), @@lower_case_table_names")
+        name, folds = cursor.fetchone()
+    return name.lower() if folds else name
+
+
+def private_directory() -> Path | None:
+    """``<instance>/locks``: created 0700, this user's, not a symlink; None when it cannot be had."""
+    directory = Path(settings.INSTANCE_DIR) / "locks"
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        if st.st_mode & 0o077:
+            os.chmod(directory, 0o700, follow_symlinks=False)
+    except OSError:
+        return None
+    return directory
+
+
+def _mysql_holder_path(lock_name: str) -> Path | None:
+    directory = private_directory()
+    return None if directory is None else directory / f"{lock_name.removeprefix('mcmanager:')}.holder"
+
+
+def _write_holder_file(path: Path, text: str) -> None:
+    """Write ``text`` at ``path`` through a new 0600 file (O_EXCL|O_NOFOLLOW) renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)  # replaces whatever is at the name, a symlink included, never follows it
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_holder_file(path: Path) -> dict:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        data = json.loads(os.read(fd, HOLDER_MAX * 2))
+    finally:
+        os.close(fd)
+    return data if isinstance(data, dict) else {}
+
+
+def _mysql_who(cursor, owner, holder_path: Path | None) -> str:
+    """The holder of the lock: its own description when its file says so, else its connection."""
+    if holder_path is not None:
+        try:
+            info = _read_holder_file(holder_path)
+            if info.get("connection_id") == owner and isinstance(info.get("holder"), str):
+                return info["holder"][:HOLDER_MAX]
+        except (OSError, ValueError):
+            pass
+    cursor.execute("SELECT HOST FROM information_schema.PROCESSLIST WHERE ID = %s", [owner])
+    row = cursor.fetchone()
+    return f"connection {owner}" + (f" from {row[0]}" if row and row[0] else "")
 
 
 @contextmanager
 def _mysql_lock(database: str, purpose: str) -> Iterator[str]:
-    ident, _ = _lock_key(database)
-    # GET_LOCK names are at most 64 characters and server-wide: hash the identity.
-    lock_name = "mcmanager:" + hashlib.sha256(ident.encode()).hexdigest()[:40]
-    info_file = _mysql_holder_file(ident)
     wrapper = _dedicated_connection(database)
     try:
+        lock_name, _ = _key(_mysql_database_name(wrapper))
+        holder_path = _mysql_holder_path(lock_name)
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT GET_LOCK(%s, 0), CONNECTION_ID()", [lock_name])
             got, connection_id = cursor.fetchone()
             if got != 1:
                 cursor.execute("SELECT IS_USED_LOCK(%s)", [lock_name])
                 owner = cursor.fetchone()[0]
-                who = f"connection {owner}"
-                try:
-                    info = json.loads(info_file.read_text())
-                    if info.get("connection_id") == owner:
-                        who = info["holder"]
-                except (OSError, ValueError, KeyError):
-                    pass
-                raise LockHeld(f"database '{database}' is locked: held by {who}")
+                raise LockHeld(f"database '{database}' is locked: held by {_mysql_who(cursor, owner, holder_path)}")
         holder = _holder_text(purpose)
-        try:
-            tmp = info_file.with_name(f".{info_file.name}.{os.getpid()}")
-            tmp.write_text(json.dumps({"holder": holder, "connection_id": connection_id}))
-            os.replace(tmp, info_file)
-        except OSError:
-            pass  # the description is a courtesy; the lock itself is GET_LOCK
+        written = False
+        if holder_path is not None:
+            try:
+                _write_holder_file(holder_path, json.dumps({"holder": holder, "connection_id": connection_id}))
+                written = True
+            except OSError:
+                pass  # the description is a courtesy; the lock itself is GET_LOCK
         try:
             yield holder
         finally:
+            if written:
+                holder_path.unlink(missing_ok=True)  # still holding the lock: the file is ours
             with wrapper.cursor() as cursor:
                 cursor.execute("SELECT RELEASE_LOCK(%s)", [lock_name])
     finally:

@@ -44,7 +44,7 @@ from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, Re
 from .locks import database_lock
 from .oplog import record_operation
 from .retention import RetentionPolicy
-from .streams import Check
+from .streams import Check, NotRegularFile, open_regular
 
 logger = logging.getLogger("dbtools.restore")
 
@@ -72,12 +72,14 @@ class RestoreCheckResult:
     backup_created_at: str | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
     pending_migrations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
     def as_dict(self) -> dict:
         return {
             "ok": self.ok,
             "reason": self.reason,
+            "notes": self.notes,
             "path": self.path,
             "database": self.database,
             "engine": self.engine,
@@ -252,7 +254,7 @@ def _looks_like_flask(path: Path) -> bool:
     import sqlite3
 
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             if fh.read(16) != b"SQLite format 3\x00":
                 return False
         conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
@@ -294,13 +296,13 @@ def _check_file(path: Path, engine: Engine, database: str, force: bool, checks: 
     """The checks that need only the file. Returns its manifest (None when forced without one)."""
     name = path.name
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
             fh.read(1)
+    except NotRegularFile as exc:
+        checks.refuse("readable", str(exc))
     except OSError as exc:
         checks.refuse("readable", f"cannot read {path}: {exc.strerror or exc}")
-    if not path.is_file():
-        checks.refuse("readable", f"{path} is not a file")
     if size == 0:
         checks.refuse("readable", f"{name} is empty (0 bytes)")
     checks.passed("readable", f"{size} bytes")
@@ -535,7 +537,10 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
 
     name = path.name
     prefix = f"{name} failed verification: " if manifest is not None else f"{name} does not load: "
-    raw = open(path, "rb")  # noqa: SIM115 (closed below)
+    try:
+        raw = open_regular(path)
+    except OSError as exc:  # replaced since _check_file by a FIFO, a directory, or nothing
+        checks.refuse("readable", str(exc))
     scratch_cm = scratch = None
     try:
         reader = HashingReader(raw)
@@ -605,10 +610,14 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
     if database not in connections:
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
+    note = engine.check_live_database()  # exit 2 when it cannot take a restore
+    backups.clean_scratch_leftovers(database)
     path = resolve_source(source, latest=False, database=database) if source else None
     if path is None:
         path = resolve_source(None, latest=True, database=database)
     result = RestoreCheckResult(path=str(path), database=database, engine=engine.display_name)
+    if note:
+        result.notes.append(note)
     checks = _Checks()
     try:
         say("checking the file")
@@ -659,12 +668,14 @@ def restore_backup(
     if database not in connections:
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
+    engine.check_live_database()
     path = resolve_source(source, latest=latest, database=database)
     checks = _Checks()
     try:
         with database_lock(database, "restore"):
             for name in engine.drop_swap_leftovers():
                 logger.info("dropped %s, left behind by an interrupted restore", name)
+            backups.clean_scratch_leftovers(database)
             say("checking the file")
             manifest = _check_file(path, engine, database, force, checks)
             result = RestoreResult(

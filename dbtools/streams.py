@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import os
 import queue
+import stat
 import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -277,7 +278,65 @@ def expected_tables_check(expected, found) -> Check:
     return Check("tables", True, f"{len(set(expected))} expected tables present")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (the owner of a leftover named with it)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or no pid at all: leave its files alone
+    return True
+
+
 def unique_suffix() -> str:
     import secrets
 
     return f"{os.getpid()}_{secrets.token_hex(4)}"
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+class NotRegularFile(OSError):
+    """A path that names something other than a regular file (a FIFO, a device, a directory)."""
+
+    def __init__(self, path, mode: int) -> None:
+        kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        super().__init__(f"{kind}, not a regular file")
+        self.path = str(path)
+        self.kind = kind
+
+    def __str__(self) -> str:
+        return f"{self.path} is {self.kind}, not a regular file"
+
+
+def open_regular(path, mode: str = "rb"):
+    """Open ``path`` for reading, only if it is a regular file; NotRegularFile at once otherwise.
+
+    A named pipe named like a backup would block ``open()`` until a writer comes (forever,
+    holding the database lock), and a device or a directory is no backup either. The path
+    is checked before it is opened (no device is ever opened) and opened with O_NONBLOCK
+    (a FIFO swapped in meanwhile cannot block), then checked again on the descriptor.
+    """
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(path, st.st_mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, encoding="utf-8" if "b" not in mode else None)
+    except BaseException:
+        os.close(fd)
+        raise

@@ -41,12 +41,45 @@ class Engine:
     def server_version(self) -> str:
         raise NotImplementedError
 
+    def check_connection(self) -> None:
+        """DatabaseUnreachable (exit 2), in one line without the password, unless the database answers."""
+        from ..errors import DatabaseUnreachable
+
+        try:
+            self.connection.ensure_connection()
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            password = self.settings_dict.get("PASSWORD")
+            if password:
+                first = first.replace(str(password), "***")
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable ({self.describe()}): {first}") from None
+
+    def check_live_database(self) -> str | None:
+        """Before a restore or a check: can the live database take a restore? Touches nothing.
+
+        Raises DatabaseUnreachable (exit 2) when it cannot; returns a note for the operator
+        when the restore would create it, else None. PostgreSQL and MariaDB: it must
+        answer (a missing database is reported by the server, and is created empty
+        before a restore).
+        """
+        self.check_connection()
+        return None
+
     # --- restore ----------------------------------------------------------
 
     # Whether the scratch stays readable, unchanged, while swap_in() runs (SQLite: the swap
     # only reads it). Then restore validates the scratch during the swap instead of the
     # live database after it. Not on PostgreSQL and MariaDB, whose swap moves the scratch.
     scratch_readable_during_swap = False
+
+    def drop_scratch_leftovers(self) -> list[str]:
+        """Remove scratch databases (or files) of this database whose creating process is gone.
+
+        A scratch is named ``..._scratch_<pid>_<random>`` by the process that made it; one
+        whose pid no longer runs on this machine (and, on a server, that nobody is
+        connected to) is the leftover of a killed run. Returns the names removed.
+        """
+        return []
 
     def prepare_swap(self, scratch: str) -> None:
         """Whatever swap_in() would otherwise do to the scratch itself, done beforehand."""

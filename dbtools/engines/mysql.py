@@ -338,6 +338,35 @@ class MySQLEngine(Engine):
                     dropped.append(name)
         return dropped
 
+    def drop_scratch_leftovers(self) -> list[str]:
+        """Drop ``<live>_scratch_<pid>_<random>`` databases whose process is gone and that nobody uses."""
+        import re
+
+        from django.db import DatabaseError
+
+        from ..streams import pid_alive
+
+        prefix = self.settings_dict["NAME"][:24]
+        pattern = re.compile(rf"^{re.escape(prefix)}_scratch_(\d+)_[0-9a-f]{{8}}$")
+        dropped = []
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT s.SCHEMA_NAME FROM information_schema.SCHEMATA s "
+                "WHERE LEFT(s.SCHEMA_NAME, CHAR_LENGTH(%s)) = %s "
+                "AND NOT EXISTS (SELECT 1 FROM information_schema.PROCESSLIST p WHERE p.DB = s.SCHEMA_NAME)",
+                [f"{prefix}_scratch_", f"{prefix}_scratch_"],
+            )
+            for (name,) in cursor.fetchall():
+                match = pattern.match(name)
+                if match is None or pid_alive(int(match.group(1))):
+                    continue
+                try:
+                    cursor.execute("DROP DATABASE IF EXISTS `" + name.replace("`", "``") + "`")
+                except DatabaseError:
+                    continue
+                dropped.append(name)
+        return dropped
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search: GROUP BY ... HAVING COUNT(*) > 1 is the faster plan here.

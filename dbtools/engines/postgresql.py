@@ -457,6 +457,38 @@ class PostgreSQLEngine(Engine):
                     dropped.append(name)
         return dropped
 
+    def drop_scratch_leftovers(self) -> list[str]:
+        """Drop ``<live>_scratch_<pid>_<random>`` databases whose process is gone and that nobody uses.
+
+        Without FORCE: a scratch someone connected to meanwhile stays.
+        """
+        import re
+
+        import psycopg
+        from psycopg import sql
+
+        from ..streams import pid_alive
+
+        prefix = self.settings_dict["NAME"][:24]
+        pattern = re.compile(rf"^{re.escape(prefix)}_scratch_(\d+)_[0-9a-f]{{8}}$")
+        dropped = []
+        with self._maintenance_connection() as conn:
+            rows = conn.execute(
+                "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, %s) "
+                "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+                [f"{prefix}_scratch_"],
+            ).fetchall()
+            for (name,) in rows:
+                match = pattern.match(name)
+                if match is None or pid_alive(int(match.group(1))):
+                    continue
+                try:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                except psycopg.Error:
+                    continue
+                dropped.append(name)
+        return dropped
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat

@@ -11,6 +11,10 @@ from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
 
+# A scratch file of load_into_scratch() in the temp directory, and the files SQLite keeps beside it.
+SIDE_FILES = "(?:-journal|-wal|-shm)?"
+SCRATCH_FILE_RE = re.compile(rf"^\.db_scratch_(\d+)_[0-9a-f]{{8}}\.sqlite3{SIDE_FILES}$")
+
 
 class SQLiteEngine(Engine):
     vendor = "sqlite"
@@ -23,6 +27,20 @@ class SQLiteEngine(Engine):
         import sqlite3
 
         return sqlite3.sqlite_version
+
+    def check_live_database(self) -> str | None:
+        """Without connecting: a restore replaces a file that is not a database (a broken disk)
+        and creates a missing one, so only a path that can never hold a database file is
+        refused; a missing file gets a note (a check must not create it)."""
+        from ..errors import DatabaseUnreachable
+
+        name = Path(self.settings_dict["NAME"])
+        if name.is_dir() or not name.parent.is_dir():
+            why = "is a directory" if name.is_dir() else "is in a directory that does not exist"
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable ({self.describe()}): {name} {why}")
+        if not os.path.lexists(name):
+            return f"the live database file {name} does not exist yet; a restore creates it"
+        return None
 
     # --- backup -----------------------------------------------------------
 
@@ -458,6 +476,39 @@ class SQLiteEngine(Engine):
     def drop_swap_leftovers(self) -> list[str]:
         """Nothing to drop: the SQLite swap writes into the live file and leaves no second database."""
         return []
+
+    def drop_scratch_leftovers(self) -> list[str]:
+        """Files of killed runs: restore scratches in the temp directory (each a full copy of a
+        database) and the temporary file of an interrupted whole-file replacement beside the
+        live file. Only this user's regular files whose process is gone."""
+        import stat
+        import tempfile
+
+        from ..streams import pid_alive
+
+        live = Path(self.settings_dict["NAME"])
+        places = (
+            (Path(tempfile.gettempdir()), SCRATCH_FILE_RE),
+            (live.parent, re.compile(rf"^\.{re.escape(live.name)}\.restore-(\d+)_[0-9a-f]{{8}}{SIDE_FILES}$")),
+        )
+        removed = []
+        for directory, pattern in places:
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                match = pattern.match(entry.name)
+                if match is None or pid_alive(int(match.group(1))):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                        os.unlink(entry.path)
+                        removed.append(entry.name)
+                except OSError:
+                    pass  # gone meanwhile, or not ours to remove
+        return removed
 
     # --- monitoring and validation ---------------------------------------
 

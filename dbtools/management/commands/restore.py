@@ -111,6 +111,9 @@ class Command(BaseCommand):
                 if verbosity >= 2 or not check.ok:
                     mark = "ok  " if check.ok else "FAIL"
                     self.stdout.write(f"  {mark} {check.name}: {check.detail}")
+        if verbosity >= 1:
+            for note in result.notes:
+                self.stdout.write(f"  note: {note}")
         if result.ok and verbosity >= 1:
             pending = (
                 f"; {len(result.pending_migrations)} pending migration(s) applied" if result.pending_migrations else ""
