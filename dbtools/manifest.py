@@ -10,7 +10,6 @@ read. A bad manifest is one VerificationFailed line, never a traceback.
 import json
 import os
 import re
-import stat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import ClassVar
 
 from .errors import VerificationFailed
 from .signing import Authenticity
+from .streams import NotRegularFile, open_regular
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -209,16 +209,12 @@ def _no_constant(name: str):
 def _read_bounded(path: Path, name: str) -> bytes:
     """The bytes of a manifest: a regular file (never a FIFO that would block), at most 1 MiB."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open_regular(path) as fh:  # a FIFO named like a manifest must not block
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
         raise VerificationFailed(f"{name} has no manifest ({path.name} is missing)") from None
-    except OSError as exc:
-        raise VerificationFailed(f"the manifest of {name} is unreadable: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise VerificationFailed(f"the manifest of {name} is unreadable: {path.name} is not a regular file")
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+    except NotRegularFile as exc:
+        raise VerificationFailed(f"the manifest of {name} is unreadable: {path.name} is {exc.kind}") from None
     except OSError as exc:
         raise VerificationFailed(f"the manifest of {name} is unreadable: {exc.strerror or exc}") from None
     if len(raw) > MAX_MANIFEST_BYTES:

@@ -13,7 +13,7 @@ logger = logging.getLogger("dbtools.backup")
 
 # A scratch file of load_into_scratch() in the temp directory, and the files SQLite keeps beside it.
 SIDE_FILES = "(?:-journal|-wal|-shm)?"
-SCRATCH_FILE_RE = re.compile(rf"^\.db_scratch_(\d+)_[0-9a-f]{{8}}\.sqlite3{SIDE_FILES}$")
+SCRATCH_FILE_RE = re.compile(rf"^\.db_scratch_(\d+)_[0-9a-f]{{8}}\.sqlite3(?:\.as-received)?{SIDE_FILES}$")
 
 
 class SQLiteEngine(Engine):

@@ -242,13 +242,14 @@ def test_a_missing_sqlite_file_would_be_created_by_restore_and_check_says_so(man
 
 
 def subprocess_env(settings) -> dict:
-    from tests.conftest import database_url_for
+    from tests.conftest import database_url_for, signing_env
 
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url_for(),
         MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
         DJANGO_SETTINGS_MODULE="mcmanager.settings",
+        **signing_env(),
     )
     env.pop("DJANGO_DEBUG", None)
     return env

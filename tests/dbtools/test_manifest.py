@@ -127,10 +127,10 @@ def test_a_manifest_that_is_a_fifo_is_refused_at_once(good_backup):
     bad = good_backup.parent / BAD_NAME
     shutil.copyfile(good_backup, bad)
     os.mkfifo(manifest_path(bad))
-    with pytest.raises(VerificationFailed, match="not a regular file"):
+    with pytest.raises(VerificationFailed, match="named pipe"):
         read_manifest(bad)
     [entry] = [i for i in list_backups() if i.name == BAD_NAME]
-    assert "not a regular file" in entry.problem
+    assert "named pipe" in entry.problem
 
 
 # --- one bad entry, everything else goes on ---------------------------------------------
