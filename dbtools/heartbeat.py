@@ -58,14 +58,15 @@ def _without_secret(url: str) -> str:
 
 
 @contextmanager
-def heartbeat(job: str) -> Iterator[None]:
+def heartbeat(job: str | None) -> Iterator[None]:
     """Ping ``/start`` before the block, the URL after it, ``/fail`` (with the reason) if it raises.
 
-    ``job`` names the run in the bodies ("backup", "backup --prune", "restore --check").
-    The exception, whatever it is, goes on up: the heartbeat only reports it.
+    ``job`` names the run in the bodies ("backup", "backup --prune", "restore --check");
+    None for a run that sends no heartbeat (``backup --list``). The exception, whatever
+    it is, goes on up: the heartbeat only reports it.
     """
     url = ping_url()
-    if not url:
+    if not url or job is None:
         yield
         return
     ping(f"{url}/start", job)

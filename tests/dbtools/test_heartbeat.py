@@ -1,4 +1,4 @@
-"""Heartbeats: a real HTTP server on 127.0.0.1 hears /start, success and /fail."""
+"""Heartbeats: a real HTTP server on 127.0.0.1 hears /start, success and /fail, from the real commands."""
 
 import http.server
 import logging
@@ -95,3 +95,65 @@ def test_a_ping_url_that_is_not_http_is_a_system_check_error(settings):
     assert "dbtools.E010" in [e.id for e in run_checks(tags=["dbtools"])]
     settings.MCMANAGER_BACKUP_PING_URL = "https://hc-ping.example/uuid"
     assert "dbtools.E010" not in [e.id for e in run_checks(tags=["dbtools"])]
+
+
+# --- the commands, as cron runs them ------------------------------------------------
+
+
+def _paths(heard) -> list[str]:
+    return [path for path, _ in heard]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backup_prune_and_restore_check_ping_start_and_success(manage_py, ping_server):
+    from .restore_helpers import make_data
+
+    url, heard = ping_server
+    make_data("hb")
+    done = manage_py("backup", "-v", "0", env={"MCMANAGER_BACKUP_PING_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert heard == [("/ping/abc/start", "backup"), ("/ping/abc", "backup: ok")]
+    heard.clear()
+    done = manage_py("backup", "--prune", "--keep-last", "1", env={"MCMANAGER_BACKUP_PING_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert _paths(heard) == ["/ping/abc/start", "/ping/abc"]
+    heard.clear()
+    done = manage_py("restore", "--check", "--latest", "-v", "0", env={"MCMANAGER_BACKUP_PING_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert heard == [("/ping/abc/start", "restore --check"), ("/ping/abc", "restore --check: ok")]
+    heard.clear()
+    # Listing is no cron job of its own: no heartbeat.
+    assert manage_py("backup", "--list", env={"MCMANAGER_BACKUP_PING_URL": url}).returncode == 0
+    assert heard == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backup_of_an_unreachable_database_pings_fail_with_the_reason(manage_py, ping_server, tmp_path):
+    from .backup_support import closed_port_url
+
+    url, heard = ping_server
+    done = manage_py(
+        "backup",
+        env={"MCMANAGER_BACKUP_PING_URL": url, "DATABASE_URL": closed_port_url("s3cret-pw", tmp_path)},
+    )
+    assert done.returncode == 2, done.stderr
+    assert _paths(heard) == ["/ping/abc/start", "/ping/abc/fail"]
+    assert heard[1][1].startswith("backup: ") and len(heard[1][1].splitlines()) == 1
+    assert "s3cret-pw" not in heard[1][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_restore_check_pings_fail(manage_py, ping_server, tmp_path):
+    url, heard = ping_server
+    bogus = tmp_path / "db_backup_20260101_000000.sqlite3"
+    bogus.write_text("not a backup")
+    done = manage_py("restore", "--check", str(bogus), env={"MCMANAGER_BACKUP_PING_URL": url})
+    assert done.returncode == 1, done.stderr
+    assert _paths(heard) == ["/ping/abc/start", "/ping/abc/fail"]
+    assert "restore --check: " in heard[1][1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_monitor_never_fails_the_backup(manage_py):
+    done = manage_py("backup", "-v", "0", env={"MCMANAGER_BACKUP_PING_URL": f"http://127.0.0.1:{_closed_port()}/x"})
+    assert done.returncode == 0, done.stderr

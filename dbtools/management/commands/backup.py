@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS
 from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, list_backups, verify_backup
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
+from dbtools.heartbeat import heartbeat
 from dbtools.retention import RetentionPolicy, prune_backups
 
 
@@ -82,25 +83,30 @@ class Command(BaseCommand):
             keep_weekly=options["keep_weekly"],
             keep_monthly=options["keep_monthly"],
         )
-        try:
-            if options["list"]:
-                return self.show_list(list_backups(options["output_dir"]), options)
-            if options["check"]:
-                result = verify_backup(options["check"], options["verify"], options["database"], force=options["force"])
-                return self.show_check(result, options)
-            if options["prune"]:
-                result = prune_backups(policy, options["output_dir"], dry_run=options["dry_run"])
-                return self.show_prune(result, options)
-            result = create_backup(
-                database=options["database"],
-                output_dir=options["output_dir"],
-                compress=options["compress"],
-                verify=options["verify"],
-                reason=options["reason"],
-                retention=policy,
-            )
-        except DbtoolsError as exc:
-            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        # Heartbeats (MCMANAGER_BACKUP_PING_URL) for the cron jobs: a backup and a prune.
+        job = None if options["list"] or options["check"] else "backup --prune" if options["prune"] else "backup"
+        with heartbeat(job):
+            try:
+                if options["list"]:
+                    return self.show_list(list_backups(options["output_dir"]), options)
+                if options["check"]:
+                    result = verify_backup(
+                        options["check"], options["verify"], options["database"], force=options["force"]
+                    )
+                    return self.show_check(result, options)
+                if options["prune"]:
+                    result = prune_backups(policy, options["output_dir"], dry_run=options["dry_run"])
+                    return self.show_prune(result, options)
+                result = create_backup(
+                    database=options["database"],
+                    output_dir=options["output_dir"],
+                    compress=options["compress"],
+                    verify=options["verify"],
+                    reason=options["reason"],
+                    retention=policy,
+                )
+            except DbtoolsError as exc:
+                raise CommandError(str(exc), returncode=exc.exit_code) from None
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict(), indent=2))
             return

@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
+from dbtools.heartbeat import heartbeat
 from dbtools.restore import check_restore, format_counts, restore_backup
 
 
@@ -67,12 +68,14 @@ class Command(BaseCommand):
                     raise CommandError("give either a backup file or --latest, not both", returncode=2)
                 if not options["latest"] and not options["file"]:
                     raise CommandError("restore --check needs a backup file or --latest", returncode=2)
-                result = check_restore(
-                    options["file"], database=options["database"], force=options["force"], progress=progress
-                )
-                self._print_check(result, options["json"], verbosity)
-                if not result.ok:
-                    raise CommandError(result.reason, returncode=1)
+                # A cron job's proof that the backups restore: it sends heartbeats too.
+                with heartbeat("restore --check"):
+                    result = check_restore(
+                        options["file"], database=options["database"], force=options["force"], progress=progress
+                    )
+                    self._print_check(result, options["json"], verbosity)
+                    if not result.ok:
+                        raise CommandError(result.reason, returncode=1)
                 return
             # With --json the question goes to stderr, so stdout stays one JSON document.
             self._ask_on = self.stderr if options["json"] else self.stdout
