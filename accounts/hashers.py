@@ -87,6 +87,23 @@ def werkzeug_digest(method: str, salt: str, password: str) -> str:
     return hashlib.scrypt(password.encode(), salt=salt.encode(), n=n, r=r, p=p, maxmem=scrypt_maxmem(n, r, p)).hex()
 
 
+# Django's password column holds 128 characters; Werkzeug's scrypt hashes are 162 (a 64-byte
+# digest in hex). A stored digest may therefore be a prefix of the real one, never shorter
+# than 256 bits: the hasher compares the first bits of the digest it computes.
+PASSWORD_COLUMN = 128
+MIN_DIGEST_HEX = 64
+
+
+def stored_password(werkzeug_hash: str) -> str:
+    """``werkzeug$`` + the hash, its digest cut to 256 bits only when the whole would not fit the column."""
+    encoded = f"{ALGORITHM}${werkzeug_hash}"
+    excess = len(encoded) - PASSWORD_COLUMN
+    if excess <= 0:
+        return encoded
+    method_salt, digest = werkzeug_hash.rsplit("$", 1)
+    return f"{ALGORITHM}${method_salt}${digest[: max(MIN_DIGEST_HEX, len(digest) - excess)]}"
+
+
 class WerkzeugPasswordHasher(BasePasswordHasher):
     """Verifies ``werkzeug$<Werkzeug hash>``; never the preferred hasher, so logins upgrade it."""
 
@@ -116,7 +133,10 @@ class WerkzeugPasswordHasher(BasePasswordHasher):
             computed = werkzeug_digest(decoded["method"], decoded["salt"], password)
         except (WerkzeugHashError, ValueError, MemoryError):
             return False
-        return hmac.compare_digest(computed, decoded["hash"])
+        stored = decoded["hash"]
+        if len(stored) < min(MIN_DIGEST_HEX, len(computed)):
+            return False
+        return hmac.compare_digest(computed[: len(stored)], stored)
 
     def safe_summary(self, encoded: str) -> dict:
         try:

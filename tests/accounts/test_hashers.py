@@ -115,3 +115,19 @@ def test_login_upgrades_the_hash_to_djangos_default(hashers):
     stored = User.objects.get(pk=user.pk).password
     assert stored.startswith("pbkdf2_sha256$")
     assert check_password(PASSWORD, stored)
+
+
+def test_a_real_scrypt_hash_fits_djangos_column_and_verifies(hashers):
+    from accounts.hashers import stored_password
+
+    werkzeug_hash = scrypt_hash(PASSWORD, n=32768, r=8, p=1)
+    assert len(werkzeug_hash) == 162  # Werkzeug's own length: more than the 128 Django stores
+    stored = stored_password(werkzeug_hash)
+    assert len(stored) <= 128 and werkzeug_hash.startswith(stored.removeprefix("werkzeug$"))
+    assert check_password(PASSWORD, stored)
+    assert not check_password(PASSWORD + "!", stored)
+    # A pbkdf2 hash fits whole and is kept exactly.
+    assert stored_password(pbkdf2_hash(PASSWORD)) == "werkzeug$" + pbkdf2_hash(PASSWORD)
+    # Cut below 256 bits, a digest no longer counts.
+    short = stored.rsplit("$", 1)[0] + "$" + stored.rsplit("$", 1)[1][:40]
+    assert not check_password(PASSWORD, short)
