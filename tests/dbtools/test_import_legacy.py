@@ -249,3 +249,50 @@ def test_an_unreachable_source_url_is_refused_in_one_line():
     code, _, message = run("postgres://nobody:s3cret@127.0.0.1:1/nothing")
     assert code == 2 and "s3cret" not in message and "\n" not in message
     assert "postgres://nobody@127.0.0.1:1/nothing" in message
+
+
+@pytest.fixture
+def browser(chromium_path):
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            connections.close_all()  # the ones Django opened inside Playwright's event loop
+
+
+@pytest.mark.browser
+def test_an_old_admin_logs_in_with_the_old_password(source, settings, browser, live_server, monkeypatch):
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are plain test code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "accounts.hashers.WerkzeugPasswordHasher",
+    ]
+    assert run(source, "--skip-invalid")[0] == 0
+    assert User.objects.get(username="alice").password.startswith("werkzeug$pbkdf2:sha256:600000$")
+
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "not-her-password")
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+    assert "/admin/login/" in page.url  # a wrong password is refused and changes nothing
+    assert User.objects.get(username="alice").password.startswith("werkzeug$")
+
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", PASSWORDS["alice"])
+    page.click("input[type=submit]")
+    page.wait_for_load_state()
+    assert page.url == f"{live_server.url}/admin/"
+    assert "Site administration" in page.inner_text("body")
+    # Django rehashed the password with its default hasher at this first login.
+    stored = User.objects.get(username="alice").password
+    assert stored.startswith("pbkdf2_sha256$")
+    assert User.objects.get(username="alice").check_password(PASSWORDS["alice"])
