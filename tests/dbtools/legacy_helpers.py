@@ -6,6 +6,7 @@ small N so the tests stay fast (the hasher reads N from each hash).
 """
 
 import hashlib
+import re
 import sqlite3
 from pathlib import Path
 
@@ -152,3 +153,48 @@ def flask_database(directory: Path, name: str = "mcserver.db") -> Path:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+BOOLEAN_COLUMNS = {"user": (3, 7), "server": (9, 10, 11)}
+
+
+def server_schema(vendor: str) -> list[str]:
+    """SCHEMA as SQLAlchemy creates it on PostgreSQL or MariaDB, one statement each.
+
+    These servers enforce VARCHAR lengths, and Werkzeug 3's scrypt hashes are 162
+    characters: an old application that used them there had widened password_hash. The
+    foreign keys are left out so the same orphans as in the SQLite file can be stored.
+    """
+    text = SCHEMA.replace("password_hash VARCHAR(128)", "password_hash VARCHAR(255)")
+    text = re.sub(r",\s*FOREIGN KEY\([a-z_]+\) REFERENCES user \(id\)", "", text)
+    if vendor == "postgresql":
+        text = text.replace("DATETIME", "TIMESTAMP WITHOUT TIME ZONE")
+        text = text.replace("CREATE TABLE user ", 'CREATE TABLE "user" ').replace(
+            "REFERENCES user ", 'REFERENCES "user" '
+        )
+    else:
+        text = text.replace('"key"', "`key`").replace("DATETIME", "DATETIME(6)")
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def fill_server_database(conn, vendor: str) -> None:
+    """The rows of flask_database(), through a DB-API connection to PostgreSQL or MariaDB."""
+    cursor = conn.cursor()
+    for statement in server_schema(vendor):
+        cursor.execute(statement)
+    user = '"user"' if vendor == "postgresql" else "user"
+    key = '"key"' if vendor == "postgresql" else "`key`"
+
+    def rows(table, data):
+        flags = BOOLEAN_COLUMNS.get(table, ())
+        return [tuple(bool(v) if i in flags and v is not None else v for i, v in enumerate(r)) for r in data]
+
+    cursor.execute("INSERT INTO alembic_version VALUES (%s)", [REVISION])
+    cursor.executemany(f"INSERT INTO {user} VALUES ({', '.join(['%s'] * 8)})", rows("user", users()))
+    cursor.executemany(f"INSERT INTO server VALUES ({', '.join(['%s'] * 15)})", rows("server", servers()))
+    cursor.executemany(
+        f"INSERT INTO configuration (id, {key}, value, updated_at, updated_by) VALUES (%s, %s, %s, %s, %s)",
+        configurations(),
+    )
+    conn.commit()
+    cursor.close()

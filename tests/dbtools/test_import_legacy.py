@@ -296,3 +296,77 @@ def test_an_old_admin_logs_in_with_the_old_password(source, settings, browser, l
     stored = User.objects.get(username="alice").password
     assert stored.startswith("pbkdf2_sha256$")
     assert User.objects.get(username="alice").check_password(PASSWORDS["alice"])
+
+
+@pytest.fixture
+def server_source():
+    """The old application's database on this test run's server (PostgreSQL or MariaDB), as a URL."""
+    from django.db import connection
+
+    from tests.conftest import database_url_for
+
+    from .legacy_helpers import fill_server_database
+
+    name = connection.settings_dict["NAME"] + "_flask"
+    base = database_url_for()
+    url = base.rsplit("/", 1)[0] + "/" + name
+    s = connection.settings_dict
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        def admin(sql):
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(sql)
+
+        admin(f'DROP DATABASE IF EXISTS "{name}"')
+        admin(f'CREATE DATABASE "{name}"')
+        with psycopg.connect(url) as conn:
+            fill_server_database(conn, "postgresql")
+        yield url
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        import MySQLdb
+
+        def admin(sql):
+            conn = MySQLdb.connect(host=s["HOST"] or "127.0.0.1", user=s["USER"], passwd=s["PASSWORD"] or "",
+                                   port=int(s["PORT"] or 3306))  # fmt: skip
+            try:
+                conn.cursor().execute(sql)
+            finally:
+                conn.close()
+
+        admin(f"DROP DATABASE IF EXISTS `{name}`")
+        # A binary collation, so the old database can hold emails equal but for case.
+        admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        conn = MySQLdb.connect(host=s["HOST"] or "127.0.0.1", user=s["USER"], passwd=s["PASSWORD"] or "",
+                               port=int(s["PORT"] or 3306), db=name, charset="utf8mb4")  # fmt: skip
+        try:
+            fill_server_database(conn, "mysql")
+        finally:
+            conn.close()
+        yield url
+        admin(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.mark.engines("postgresql", "mysql")
+def test_a_server_database_is_read_in_a_read_only_transaction(server_source, hashers):
+    from dbtools.engines.legacy import open_legacy_source
+
+    with open_legacy_source(server_source) as src:
+        assert sorted(src.tables()) == ["alembic_version", "configuration", "server", "user"]
+        # The source connection cannot write, whatever a bug of ours would try.
+        with pytest.raises(Exception, match="(?i)read.only"):
+            list(src.rows("server", ["id"]))
+            cursor = src.conn.cursor()
+            cursor.execute("DELETE FROM server")
+
+    code, out, _ = run(server_source, "--skip-invalid")
+    assert code == 0, out
+    assert f"Alembic revision {REVISION}" in out
+    assert table_counts() == {t: len(ids) for t, ids in GOOD_IDS.items()}
+    assert User.objects.get(pk=1).is_admin and not User.objects.get(pk=2).is_active
+    assert User.objects.get(pk=1).date_joined == datetime(2023, 5, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    assert authenticate(username="alice", password=PASSWORDS["alice"]) is not None
+    with open_legacy_source(server_source) as src:  # the source still holds every row
+        assert {t: len(list(src.rows(t, ["id"]))) for t in SOURCE_ROWS} == SOURCE_ROWS
+    assert run_validation().ok
