@@ -370,3 +370,52 @@ def test_a_server_database_is_read_in_a_read_only_transaction(server_source, has
     with open_legacy_source(server_source) as src:  # the source still holds every row
         assert {t: len(list(src.rows(t, ["id"]))) for t in SOURCE_ROWS} == SOURCE_ROWS
     assert run_validation().ok
+
+
+def test_a_held_lock_stops_it_before_anything_is_written(source):
+    from dbtools.locks import database_lock
+
+    with database_lock("default", "backup"):
+        code, _, message = run(source, "--skip-invalid")
+    assert code == 2 and "\n" not in message
+    assert table_counts() == {"user": 0, "server": 0, "configuration": 0}
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(source, settings, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import database_url_for
+
+    root = Path(__file__).resolve().parents[2]
+    import secrets
+
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url_for(),
+        MCMANAGER_BACKUP_DIR=str(settings.MCMANAGER_BACKUP_DIR),
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+    )
+    argv = [sys.executable, str(root / "manage.py"), "import_legacy", str(source), "--skip-invalid"]
+    piped = subprocess.run(argv + ["--dry-run"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and piped.stderr == ""
+
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=follower, timeout=120)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"server: 3/3 (100%)" in seen
