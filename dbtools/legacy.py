@@ -258,6 +258,11 @@ class _Checker:
     def bad(self, table: str, row_id, rule: str, value, message: str) -> None:
         self.problems.setdefault((table, row_id), []).append(RowProblem(table, row_id, rule, _jsonable(value), message))
 
+    def check_id(self, table: str, row_id) -> None:
+        # SQLite's INTEGER PRIMARY KEY is always one; another engine's column may hold anything.
+        if type(row_id) is not int:
+            self.bad(table, row_id, "id_valid", row_id, "an id is a whole number")
+
     def is_bad(self, table: str, row_id) -> bool:
         return (table, row_id) in self.problems
 
@@ -300,12 +305,15 @@ def _check_users(rows: list[tuple], checker: _Checker) -> list[tuple]:
     out = []
     for row in rows:
         row_id, username, password_hash, is_admin, email, created_at, last_login, is_active = row
+        checker.check_id("user", row_id)
         if not _name_rule(username, username_ok):
             checker.bad(
                 "user", row_id, "username_valid", username, "a username is 3 to 80 characters: letters, digits, _ and -"
             )
         email = email.strip() if isinstance(email, str) else email
-        if email:
+        if email is not None and not isinstance(email, str):
+            checker.bad("user", row_id, "email_valid", email, "not a valid email address")
+        elif email:
             try:
                 validate_email(email)
                 if len(email) > 254:
@@ -364,6 +372,7 @@ def _check_servers(rows: list[tuple], checker: _Checker, user_ids: set) -> list[
         (row_id, name, version, port, status, _pid, level_seed, gamemode, difficulty, hardcore, pvp, _spawn,
          motd, memory_mb, owner_id) = row  # fmt: skip
         t = "server"
+        checker.check_id(t, row_id)
         if not _name_rule(name, name_ok):
             checker.bad(
                 t, row_id, "server_name_valid", name, "a server name is 3 to 150 characters: letters, digits, _ and -"
@@ -431,6 +440,7 @@ def _check_configs(rows: list[tuple], checker: _Checker, user_ids: set) -> list[
     out = []
     for row_id, key, value, updated_at, updated_by in rows:
         t = "configuration"
+        checker.check_id(t, row_id)
         if not _name_rule(key, key_ok):
             checker.bad(t, row_id, "key_valid", key, "a key is 1 to 100 characters: letters, digits, . _ and -")
         if value is None or value == "":
@@ -496,7 +506,10 @@ def _collisions(database: str, users: list, servers: list, configs: list) -> lis
     clash("configuration", configs, existing(Configuration, "key"), [("key", 1)])
     if servers:
         busy = set(
-            Server._base_manager.using(database).filter(status__in=ACTIVE).values_list("port", flat=True).distinct()
+            Server._base_manager.using(database)
+            .filter(status__in=ACTIVE, status__in_exact=list(ACTIVE))
+            .values_list("port", flat=True)
+            .distinct()
         )
         for row in servers:
             if row[5] in ACTIVE and row[3] in busy:

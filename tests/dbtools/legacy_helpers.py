@@ -114,6 +114,7 @@ def configurations() -> list[tuple]:
         (3, "orphan.key", "x", "2024-01-03 00:00:00", 42),
         (4, "empty.value", "", "2024-01-04 00:00:00", 1),
         (5, "bad key!", "v", "2024-01-05 00:00:00", None),
+        (6, "clock.skew", "v", "2999-01-01 00:00:00", None),
     ]
 
 
@@ -132,9 +133,10 @@ EXPECTED_PROBLEMS = {
     ("configuration", 3, "updated_by_exists"),
     ("configuration", 4, "value_not_empty"),
     ("configuration", 5, "key_valid"),
+    ("configuration", 6, "updated_at_not_in_future"),
 }
 GOOD_IDS = {"user": {1, 2, 50}, "server": {1, 2, 60}, "configuration": {1, 70}}
-SOURCE_ROWS = {"user": 7, "server": 9, "configuration": 5}
+SOURCE_ROWS = {"user": 7, "server": 9, "configuration": 6}
 
 
 def flask_database(directory: Path, name: str = "mcserver.db") -> Path:

@@ -163,7 +163,7 @@ def test_skip_invalid_imports_the_good_rows_and_quarantines_the_rest(source, set
     entry = OperationLog.objects.get(operation="import_legacy")
     assert entry.outcome == "success"
     assert entry.details["imported"] == {"user": 3, "server": 3, "configuration": 2}
-    assert entry.details["quarantined"] == {"user": 4, "server": 6, "configuration": 3}
+    assert entry.details["quarantined"] == {"user": 4, "server": 6, "configuration": 4}
     report = run_validation()
     assert report.ok, [p.as_dict() for p in report.problems]
 
