@@ -86,15 +86,21 @@ def build_flask_file(path: Path, users: int, servers: int, configs: int) -> None
     conn.close()
 
 
-def manage(*args: str, url: str, backup_dir: Path) -> float:
-    """Run ``manage.py`` on the database at ``url``; its wall time, or exit with its error."""
+def manage(*args: str, url: str, backup_dir: Path) -> tuple[float, float]:
+    """Run ``manage.py`` on the database at ``url``: its wall time and peak RSS (MB), or exit with its error."""
     env = dict(os.environ, DATABASE_URL=url, MCMANAGER_BACKUP_DIR=str(backup_dir), DJANGO_SECRET_KEY=BENCH_KEY)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"manage.py {args[0]} failed on {url.split('@')[-1]}: {(done.stderr or done.stdout).strip()[-300:]}")
-    return seconds
+    with tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        if process.returncode != 0:
+            err.seek(0)
+            sys.exit(f"manage.py {args[0]} failed on {url.split('@')[-1]}: {err.read().strip()[-300:]}")
+    return seconds, usage.ru_maxrss / 1024
 
 
 def fresh_database(engine: str, url: str, workdir: Path) -> str:
@@ -141,20 +147,26 @@ def main(argv=None) -> int:
         for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
             url = fresh_database(engine, urls[engine], workdir)
             manage("migrate", "--no-input", "--no-backup", url=url, backup_dir=workdir / "b1")
-            generate = manage(
+            generate, generate_rss = manage(
                 "generate_demo_data", "--users", str(args.users), "--servers", str(args.servers),
                 "--configs", str(args.configs), url=url, backup_dir=workdir / "b1",
             )  # fmt: skip
             url = fresh_database(engine, urls[engine], workdir)
             manage("migrate", "--no-input", "--no-backup", url=url, backup_dir=workdir / "b2")
-            imported = manage("import_legacy", str(source), url=url, backup_dir=workdir / "b2")
-            rows.append((engine, generate, imported, imported / generate))
+            imported, imported_rss = manage("import_legacy", str(source), url=url, backup_dir=workdir / "b2")
+            rows.append((engine, generate, imported, imported / generate, generate_rss, imported_rss))
             print(f"{engine}: generate_demo_data {generate:.1f} s, import_legacy {imported:.1f} s", flush=True)
     print()
-    print(f"{'engine':<11} {'generate_demo_data':>18} {'import_legacy':>14} {'ratio':>6}  target <= {TARGET_RATIO}")
-    for engine, generate, imported, ratio in rows:
+    print(
+        f"{'engine':<11} {'generate_demo_data':>18} {'import_legacy':>14} {'ratio':>6}  {'target <= ' + str(TARGET_RATIO):<15}"
+        f" peak RSS generate / import"
+    )
+    for engine, generate, imported, ratio, generate_rss, imported_rss in rows:
         verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-        print(f"{engine:<11} {generate:>16.1f} s {imported:>12.1f} s {ratio:>6.2f}  {verdict}")
+        print(
+            f"{engine:<11} {generate:>16.1f} s {imported:>12.1f} s {ratio:>6.2f}  {verdict:<15}"
+            f" {generate_rss:.0f} MB / {imported_rss:.0f} MB"
+        )
     return 0 if all(r[3] <= TARGET_RATIO for r in rows) else 1
 
 
