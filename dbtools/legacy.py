@@ -529,7 +529,7 @@ SERVER_COLUMNS = ["id", "server_name", "owner", "port", "memory_mb", "status", "
 CONFIG_COLUMNS = ["id", "key", "value", "description", "updated_by", "updated_at"]
 
 
-def _insert(writer, model, columns: list[str], rows, progress: Progress | None, label: str) -> int:
+def _insert(writer, model, columns: list[str], rows, progress: Progress | None, label: str, convert) -> int:
     """Bulk INSERT in batches of BATCH_SIZE, explicit ids, the fastest way the engine offers.
 
     The demo-data generator's writer: COPY on PostgreSQL, executemany elsewhere, and on
@@ -540,7 +540,7 @@ def _insert(writer, model, columns: list[str], rows, progress: Progress | None, 
     total = len(rows)
     with writer.loading(model):
         for start in range(0, total, BATCH_SIZE):
-            writer.write(model, columns, rows[start : start + BATCH_SIZE])
+            writer.write(model, columns, [convert(row) for row in rows[start : start + BATCH_SIZE]])
             if progress:
                 progress(label, min(start + BATCH_SIZE, total), total)
     return total
@@ -548,21 +548,27 @@ def _insert(writer, model, columns: list[str], rows, progress: Progress | None, 
 
 def _write(database: str, users, servers, configs, progress: Progress | None) -> None:
     from accounts.models import User
+    from bench.datagen import _Writer
     from servers.models import Configuration, Server
 
     connection = connections[database]
     adapt = connection.ops.adapt_datetimefield_value
     now = timezone.now()
     now_db = adapt(now)
-    users = [(*r[:2], adapt(r[2]) if r[2] else None, *r[3:7], adapt(r[7] or now)) for r in users]
-    servers = [(*r, now_db, now_db) for r in servers]
-    configs = [(*r[:5], adapt(r[5] or now)) for r in configs]
-    from bench.datagen import _Writer
-
     writer = _Writer(database)
-    _insert(writer, User, USER_COLUMNS, users, progress, "user")
-    _insert(writer, Server, SERVER_COLUMNS, servers, progress, "server")
-    _insert(writer, Configuration, CONFIG_COLUMNS, configs, progress, "configuration")
+    # Each batch is converted as it is written: the converted copy never exists whole.
+    _insert(
+        writer,
+        User,
+        USER_COLUMNS,
+        users,
+        progress,
+        "user",
+        lambda r: (*r[:2], adapt(r[2]) if r[2] else None, *r[3:7], adapt(r[7] or now)),
+    )
+    _insert(writer, Server, SERVER_COLUMNS, servers, progress, "server", lambda r: (*r, now_db, now_db))
+    _insert(writer, Configuration, CONFIG_COLUMNS, configs, progress, "configuration",
+            lambda r: (*r[:5], adapt(r[5] or now)))  # fmt: skip
     statements = connection.ops.sequence_reset_sql(no_style(), [User, Server, Configuration])
     if statements:
         with connection.cursor() as cursor:
@@ -662,6 +668,8 @@ def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor
     servers = _check_servers(raw["server"], checker, user_ids)
     configs = _check_configs(raw["configuration"], checker, user_ids)
     report.problems = [p for problems in checker.problems.values() for p in problems]
+    # The source's own rows are kept only for the quarantine file.
+    raw = {t: [row for row in rows if checker.is_bad(t, row[0])] for t, rows in raw.items()}
 
     good = {
         "user": [r for r in users if not checker.is_bad("user", r[0])],
@@ -704,7 +712,6 @@ def _run_import(report, raw, checker, good, database, report_dir, progress, acto
         }
         for table in LEGACY_TABLES
         for row in raw[table]
-        if checker.is_bad(table, row[0])
     ]
     with record_operation("import_legacy", database=database, actor=actor) as record:
         record.file = report.source
