@@ -79,6 +79,15 @@ class SQLiteSource(LegacySource):
             raise CouldNotRun(f"cannot read {path}: {exc.strerror}") from None
         if head != SQLITE_MAGIC:
             raise CouldNotRun(f"{path} is not a SQLite database (and not a postgres:// or mysql:// URL)")
+        # Immutable means SQLite reads the main file alone: changes still in a write-ahead
+        # log would be missed, and a hot journal means the file is mid-transaction.
+        for suffix, what in (("-wal", "a write-ahead log"), ("-journal", "a rollback journal")):
+            side = Path(f"{path}{suffix}")
+            if side.exists() and side.stat().st_size > 0:
+                raise CouldNotRun(
+                    f"{path} has {what} ({side.name}) with changes not yet in the file: "
+                    "stop the old application (it folds them in when it closes), then import"
+                )
         # immutable=1: SQLite takes no lock and writes nothing, not even a -shm file.
         uri = f"file:{quote(str(path.resolve()))}?mode=ro&immutable=1"
         try:

@@ -208,12 +208,17 @@ def test_a_clean_source_imports_without_skip_invalid(tmp_path):
     assert table_counts() == {"user": 3, "server": 3, "configuration": 2}
 
 
-@pytest.mark.parametrize("kind", ["missing", "text", "other-app", "mcmanager", "lacks-column", "directory"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "text", "other-app", "mcmanager", "lacks-column", "directory", "wal", "journal"]
+)
 def test_anything_else_is_refused_in_one_line(tmp_path, kind):
     import sqlite3
 
     path = tmp_path / "thing.db"
-    if kind == "text":
+    if kind in ("wal", "journal"):
+        path = flask_database(tmp_path, "thing.db")
+        Path(f"{path}-{kind}").write_bytes(b"\x37\x7f\x06\x82" + b"\x00" * 60)
+    elif kind == "text":
         path.write_text("not a database\n" * 10)
     elif kind == "other-app":
         sqlite3.connect(path).executescript("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);")
@@ -240,6 +245,8 @@ def test_anything_else_is_refused_in_one_line(tmp_path, kind):
         "mcmanager": "use restore",
         "lacks-column": "table server lacks column memory_mb",
         "directory": "not a regular file",
+        "wal": "has a write-ahead log (thing.db-wal) with changes not yet in the file",
+        "journal": "has a rollback journal (thing.db-journal)",
     }[kind]
     assert expected in message
     assert table_counts() == {"user": 0, "server": 0, "configuration": 0}
@@ -419,3 +426,13 @@ def test_progress_goes_to_stderr_only_on_a_terminal(source, settings, tmp_path):
         os.close(leader)
     assert done.returncode == 0
     assert b"server: 3/3 (100%)" in seen
+
+
+def test_a_path_with_uri_characters_is_read_as_a_path(tmp_path):
+    odd = tmp_path / "old app?mode=rw#1%20"
+    odd.mkdir()
+    path = flask_database(odd, "mcserver?.db")
+    digest = sha256_of(path)
+    code, out, _ = run(path, "--dry-run", "--skip-invalid")
+    assert code == 0 and "user: 7 in the source, would import 3" in out
+    assert sha256_of(path) == digest and sorted(p.name for p in odd.iterdir()) == ["mcserver?.db"]
