@@ -657,19 +657,19 @@ def import_legacy(
 def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor, started) -> ImportReport:
     from .engines.legacy import open_legacy_source
 
+    # Rows are checked as they stream in: the source's own tuples never sit in memory whole.
     with open_legacy_source(source) as src:
         report = ImportReport(source=src.describe(), database=database, dry_run=dry_run, skip_invalid=skip_invalid)
         report.revision = recognise(src)
-        raw = {t: list(src.rows(t, LEGACY_COLUMNS[t])) for t in LEGACY_TABLES}
-    report.source_rows = {t: len(rows) for t, rows in raw.items()}
-    checker = _Checker(timezone.now())
-    users = _check_users(raw["user"], checker)
-    user_ids = {r[0] for r in users}
-    servers = _check_servers(raw["server"], checker, user_ids)
-    configs = _check_configs(raw["configuration"], checker, user_ids)
-    report.problems = [p for problems in checker.problems.values() for p in problems]
-    # The source's own rows are kept only for the quarantine file.
-    raw = {t: [row for row in rows if checker.is_bad(t, row[0])] for t, rows in raw.items()}
+        checker = _Checker(timezone.now())
+        users = _check_users(src.rows("user", LEGACY_COLUMNS["user"]), checker)
+        user_ids = {r[0] for r in users}
+        servers = _check_servers(src.rows("server", LEGACY_COLUMNS["server"]), checker, user_ids)
+        configs = _check_configs(src.rows("configuration", LEGACY_COLUMNS["configuration"]), checker, user_ids)
+        report.problems = [p for problems in checker.problems.values() for p in problems]
+        # The quarantine file holds the source's rows as they are: read again, those only.
+        raw = {t: _bad_rows(src, t, checker) for t in LEGACY_TABLES}
+    report.source_rows = {"user": len(users), "server": len(servers), "configuration": len(configs)}
 
     good = {
         "user": [r for r in users if not checker.is_bad("user", r[0])],
@@ -696,6 +696,11 @@ def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor
     _run_import(report, raw, checker, good, database, report_dir, progress, actor)
     report.duration = time.monotonic() - started
     return report
+
+
+def _bad_rows(src, table: str, checker: _Checker) -> list[tuple]:
+    bad = {row_id for t, row_id in checker.problems if t == table}
+    return [row for row in src.rows(table, LEGACY_COLUMNS[table]) if row[0] in bad] if bad else []
 
 
 def _run_import(report, raw, checker, good, database, report_dir, progress, actor) -> None:
