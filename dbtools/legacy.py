@@ -67,8 +67,8 @@ LEGACY_COLUMNS = {
     "configuration": ["id", "key", "value", "updated_at", "updated_by"],
 }
 NOT_CARRIED = {
-    "server.pid": "dropped: the process id of a server on the old machine means nothing here",
-    "server.spawn_monsters": "not carried over: our Server model has no place for it",
+    "server.pid": "dropped (the process id of a server on the old machine means nothing here)",
+    "server.spawn_monsters": "our Server model has no place for it",
 }
 NOTES = {
     "server.level_seed": "kept as Server.seed",
@@ -666,7 +666,11 @@ def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor
         user_ids = {r[0] for r in users}
         servers = _check_servers(src.rows("server", LEGACY_COLUMNS["server"]), checker, user_ids)
         configs = _check_configs(src.rows("configuration", LEGACY_COLUMNS["configuration"]), checker, user_ids)
-        report.problems = [p for problems in checker.problems.values() for p in problems]
+        order = {t: i for i, t in enumerate(LEGACY_TABLES)}
+        report.problems = sorted(
+            (p for problems in checker.problems.values() for p in problems),
+            key=lambda p: (order[p.table], str(type(p.id)), p.id),
+        )
         # The quarantine file holds the source's rows as they are: read again, those only.
         raw = {t: _bad_rows(src, t, checker) for t in LEGACY_TABLES}
     report.source_rows = {"user": len(users), "server": len(servers), "configuration": len(configs)}
