@@ -15,7 +15,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import CouldNotRun, DatabaseUnreachable
 
@@ -180,8 +180,6 @@ class MySQLSource(LegacySource):
     kind = "mysql"
 
     def __init__(self, url: str):
-        from urllib.parse import unquote
-
         self.url = url
         parts = urlsplit(url)
         try:
@@ -270,8 +268,11 @@ def _safe_url(url: str) -> str:
 def open_legacy_source(source: str) -> LegacySource:
     """A SQLite file path or a postgres:// / mysql:// URL, opened for reading only."""
     scheme = source.split("://", 1)[0].lower() if "://" in source else ""
-    if scheme in ("sqlite", "file"):
-        return SQLiteSource(Path(urlsplit(source).path))
+    if scheme == "sqlite":
+        # DATABASE_URL's convention (dj-database-url): sqlite:///relative.db, sqlite:////absolute.db.
+        return SQLiteSource(Path(unquote(urlsplit(source).path[1:])))
+    if scheme == "file":
+        return SQLiteSource(Path(unquote(urlsplit(source).path)))
     if scheme:
         vendor = URL_SCHEMES.get(scheme)
         if vendor is None:

@@ -436,3 +436,10 @@ def test_a_path_with_uri_characters_is_read_as_a_path(tmp_path):
     code, out, _ = run(path, "--dry-run", "--skip-invalid")
     assert code == 0 and "user: 7 in the source, would import 3" in out
     assert sha256_of(path) == digest and sorted(p.name for p in odd.iterdir()) == ["mcserver?.db"]
+
+
+def test_a_sqlite_url_names_the_file_as_database_url_does(source):
+    code, out, _ = run(f"sqlite:///{source}", "--dry-run", "--skip-invalid")
+    assert code == 0 and f"SQLite file {source}" in out
+    code, _, message = run("sqlite:///no/such/file.db", "--dry-run")
+    assert code == 2 and "no/such/file.db" in message
