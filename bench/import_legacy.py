@@ -103,6 +103,21 @@ def manage(*args: str, url: str, backup_dir: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def drop_database(engine: str, url: str) -> str:
+    """Remove the bench's database of a server engine, if it is there; returns its name."""
+    base, name = url.rsplit("/", 1)
+    if engine == "postgresql":
+        import psycopg
+
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    elif engine == "mariadb":
+        subprocess.run(
+            ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"DROP DATABASE IF EXISTS `{name}`"], check=True
+        )
+    return name
+
+
 def fresh_database(engine: str, url: str, workdir: Path) -> str:
     """An empty database for ``engine``, its URL; migrated afterwards by the caller."""
     if engine == "sqlite":
@@ -110,19 +125,17 @@ def fresh_database(engine: str, url: str, workdir: Path) -> str:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return f"sqlite:///{path}"
-    base, name = url.rsplit("/", 1)
+    name = drop_database(engine, url)
     if engine == "postgresql":
         import psycopg
 
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with psycopg.connect(f"{url.rsplit('/', 1)[0]}/postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     else:
         subprocess.run(
-            ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e",
-             f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}` CHARACTER SET utf8mb4"],
+            ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"],
             check=True,
-        )  # fmt: skip
+        )
     return url
 
 
@@ -155,6 +168,8 @@ def main(argv=None) -> int:
             manage("migrate", "--no-input", "--no-backup", url=url, backup_dir=workdir / "b2")
             imported, imported_rss = manage("import_legacy", str(source), url=url, backup_dir=workdir / "b2")
             rows.append((engine, generate, imported, imported / generate, generate_rss, imported_rss))
+            if engine != "sqlite":
+                drop_database(engine, url)  # a million rows left on a shared server help nobody
             print(f"{engine}: generate_demo_data {generate:.1f} s, import_legacy {imported:.1f} s", flush=True)
     print()
     print(
