@@ -40,6 +40,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .errors import CouldNotRun, DbtoolsError
+from .oplog import record_operation
 
 Progress = Callable[[str, int, int], None]
 
@@ -648,10 +649,39 @@ def import_legacy(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _import(source, database, dry_run, skip_invalid, report_dir, progress, actor, started)
+        if dry_run:
+            return _import(source, database, dry_run, skip_invalid, report_dir, progress, actor, started)
+        # Every real import is logged with its counts, a refused one too (outcome failure).
+        with record_operation("import_legacy", database=database, actor=actor) as record:
+            try:
+                report = _import(source, database, dry_run, skip_invalid, report_dir, progress, actor, started)
+            except ImportRefused as exc:
+                _log_details(record, exc.report)
+                raise
+            _log_details(record, report)
+            record.message = (
+                f"imported {sum(report.imported.values())} rows, quarantined {report.invalid_rows} from {report.source}"
+            )
+            return report
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _log_details(record, report: ImportReport) -> None:
+    record.file = report.source  # the source as describe() says it: never a URL's password
+    record.details = {
+        "source": report.source,
+        "revision": report.revision,
+        "source_rows": report.source_rows,
+        "imported": report.imported if report.written else {t: 0 for t in LEGACY_TABLES},
+        "quarantined": report.quarantined,
+        "problems": len(report.problems),
+        "collisions": len(report.collisions),
+        "backup": report.backup,
+        "quarantine_file": report.quarantine_file,
+        "report_file": report.report_file,
+    }
 
 
 def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor, started) -> ImportReport:
@@ -710,7 +740,6 @@ def _bad_rows(src, table: str, checker: _Checker) -> list[tuple]:
 def _run_import(report, raw, checker, good, database, report_dir, progress, actor) -> None:
     from .backup import create_backup
     from .locks import database_lock
-    from .oplog import record_operation
 
     quarantined = [
         {
@@ -722,33 +751,19 @@ def _run_import(report, raw, checker, good, database, report_dir, progress, acto
         for table in LEGACY_TABLES
         for row in raw[table]
     ]
-    with record_operation("import_legacy", database=database, actor=actor) as record:
-        record.file = report.source
-        with database_lock(database, "import"):
-            backup = create_backup(database=database, reason="pre-import", actor=actor, take_lock=False)
-            report.backup = str(backup.path)
-            try:
-                with transaction.atomic(using=database):
-                    _write(database, good["user"], good["server"], good["configuration"], progress)
-                    # Inside the transaction: no import without its quarantine file and report.
-                    report.written = True
-                    _write_report_files(report, quarantined, report_directory(report_dir))
-            except DatabaseError as exc:
-                report.written = False
-                for path in (report.report_file, report.quarantine_file):
-                    if path:
-                        Path(path).unlink(missing_ok=True)
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise DbtoolsError(f"the database refused the import ({first}); nothing was imported") from None
-        record.message = (
-            f"imported {sum(report.imported.values())} rows, quarantined {report.invalid_rows} from {report.source}"
-        )
-        record.details = {
-            "source": report.source,
-            "revision": report.revision,
-            "source_rows": report.source_rows,
-            "imported": report.imported,
-            "quarantined": report.quarantined,
-            "backup": report.backup,
-            "quarantine_file": report.quarantine_file,
-        }
+    with database_lock(database, "import"):
+        backup = create_backup(database=database, reason="pre-import", actor=actor, take_lock=False)
+        report.backup = str(backup.path)
+        try:
+            with transaction.atomic(using=database):
+                _write(database, good["user"], good["server"], good["configuration"], progress)
+                # Inside the transaction: no import without its quarantine file and report.
+                report.written = True
+                _write_report_files(report, quarantined, report_directory(report_dir))
+        except DatabaseError as exc:
+            report.written = False
+            for path in (report.report_file, report.quarantine_file):
+                if path:
+                    Path(path).unlink(missing_ok=True)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DbtoolsError(f"the database refused the import ({first}); nothing was imported") from None

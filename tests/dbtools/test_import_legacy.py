@@ -94,6 +94,11 @@ def test_without_skip_invalid_it_stops_with_the_full_list(source, settings):
     assert "owner_quarantined: 4 (its owner, user 4, is quarantined (username_valid))" in out
     assert table_counts() == {"user": 0, "server": 0, "configuration": 0}
     assert backups(settings) == []
+    # The refusal is in the operations log, with what was found.
+    entry = OperationLog.objects.get(operation="import_legacy")
+    assert entry.outcome == "failure" and "nothing was imported" in entry.message
+    assert entry.details["source_rows"] == SOURCE_ROWS and entry.details["problems"] == len(EXPECTED_PROBLEMS)
+    assert entry.details["imported"] == {"user": 0, "server": 0, "configuration": 0}
 
 
 def test_json_report_lists_every_problem(source):
