@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: run test venv lint bench demo clean
+.PHONY: run test venv lint bench bench-import demo clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## bench-import: import_legacy against generate_demo_data at 100,000 users and 1,000,000 servers (ARGS: see bench/import_legacy.py --help)
+bench-import: venv
+	$(BIN)/python bench/import_legacy.py $(ARGS)

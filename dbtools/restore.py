@@ -269,7 +269,7 @@ def _looks_like_flask(path: Path) -> bool:
 
 FLASK_MESSAGE = (
     "{name} is a Flask-era mcmanager database (tables user, server, configuration), "
-    "not a backup of this version; it cannot be restored"
+    "not a backup of this version; bring it in with: python manage.py import_legacy {name} --dry-run"
 )
 
 

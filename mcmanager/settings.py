@@ -181,6 +181,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Django's own hashers in its default order (the first hashes new passwords), then the
+# Werkzeug hasher for passwords imported from the Flask-era application (import_legacy):
+# it only verifies them, and Django rehashes each with the first one at its first login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "accounts.hashers.WerkzeugPasswordHasher",
+]
+
 LOGIN_URL = "admin:login"
 
 # --- Internationalisation and static files ----------------------------------

@@ -146,6 +146,7 @@ def test_flask_era_database_is_refused(elsewhere, force):
     make_data("a", users=1)
     old = flask_era_sqlite(elsewhere)
     assert_refused([str(old), "--noinput"] + (["--force"] if force else []), "Flask-era mcmanager database")
+    assert_refused([str(old), "--noinput"], "python manage.py import_legacy mcmanager.db")
 
 
 def test_manifestless_copy_is_refused_without_force(backup_file, elsewhere):
