@@ -21,6 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from .encryption import AGE_MAGIC, EncryptingWriter, decrypting_reader, is_encrypted, parse_recipients
 from .engines import get_engine
 from .errors import BackupFailed, CouldNotRun, ForeignContent, VerificationFailed
 from .locks import database_lock
@@ -163,6 +164,22 @@ class BackupInfo:
             "database_alias": self.manifest.database_alias if self.manifest else None,
             "sha256": self.manifest.sha256 if self.manifest else None,
         }
+
+
+ENCRYPTION_SCHEME = "age"
+ENCRYPTED_SUFFIX = ".age"
+
+
+def encryption_recipients() -> list[str]:
+    """The age recipients of MCMANAGER_BACKUP_ENCRYPT_TO (empty: backups are not encrypted)."""
+    try:
+        return parse_recipients(getattr(settings, "MCMANAGER_BACKUP_ENCRYPT_TO", "") or "")
+    except ValueError as exc:
+        raise CouldNotRun(f"MCMANAGER_BACKUP_ENCRYPT_TO: {exc}") from None
+
+
+def decryption_key_file() -> str:
+    return (getattr(settings, "MCMANAGER_BACKUP_DECRYPT_KEY_FILE", "") or "").strip()
 
 
 def backup_directory(output_dir=None) -> Path:
@@ -325,8 +342,12 @@ def create_backup(
 def _write_backup(database, directory, compression, verify, reason, actor, started, check_rows=True):
     engine = get_engine(database)
     when = _now()
-    ext = engine.dump_extension + COMPRESSION_SUFFIX[compression]
+    recipients = encryption_recipients()
+    ext = engine.dump_extension + COMPRESSION_SUFFIX[compression] + (ENCRYPTED_SUFFIX if recipients else "")
     tmp = directory / f".db_backup_{unique_suffix()}.{ext}.partial"
+    # An engine that snapshots into a file first (SQLite) does it beside the live database
+    # when the backup is encrypted: no plaintext copy in the backup directory, ever.
+    workdir = engine.plaintext_workdir(directory) if recipients else directory
     final = None
     linked = False
     try:
@@ -334,9 +355,16 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as raw:
             sink = HashingFile(raw)
-            writer = compressing_writer(sink, compression)
-            outcome = engine.write_dump(writer, directory, level=verify, expected_tables=tables, check_rows=check_rows)
-            writer.close()
+            encrypter = EncryptingWriter(sink, recipients) if recipients else None
+            try:
+                writer = compressing_writer(encrypter or sink, compression)
+                outcome = engine.write_dump(writer, workdir, level=verify, expected_tables=tables, check_rows=check_rows)
+                writer.close()
+                if encrypter is not None:
+                    encrypter.close()
+            finally:
+                if encrypter is not None:
+                    encrypter.abandon()
             raw.flush()
             os.fsync(raw.fileno())
         checks = list(outcome.checks)
@@ -358,11 +386,27 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
             size=sink.size,
             sha256=sink.sha256.hexdigest(),
             compression=compression,
-            encryption=None,
+            encryption=ENCRYPTION_SCHEME if recipients else None,
+            recipients=recipients,
         )
+        if recipients:
+            checks.append(Check("encryption", True, f"age, to {len(recipients)} recipient(s); checked before encryption"))
         if verify == "full" and not outcome.failures:
-            # Restore the file just written into a scratch database: the proof that it loads.
-            checks += _deep_checks_with_hash(tmp, manifest, engine, verify)
+            if recipients and not decryption_key_file():
+                # The file cannot be read back without the private key: the checks on the
+                # stream, before encryption, are the verification, and the manifest says so.
+                verify = "quick"
+                checks.append(
+                    Check(
+                        "full verification",
+                        True,
+                        "not done: the backup is encrypted and MCMANAGER_BACKUP_DECRYPT_KEY_FILE is not set; "
+                        "verified on the stream before encryption",
+                    )
+                )
+            else:
+                # Restore the file just written into a scratch database: the proof that it loads.
+                checks += _deep_checks_with_hash(tmp, manifest, engine, verify)
         failures = [c for c in checks if not c.ok]
         verification = VerificationResult(
             ok=not failures,
@@ -450,11 +494,18 @@ def verify_backup(
     else:
         try:
             with open_regular(path) as f:
-                head = f.read(4)
+                head = f.read(len(AGE_MAGIC))
         except OSError as exc:  # a FIFO, a device, a directory: refused before it is read
             checks.append(Check("file", False, str(exc)))
         else:
-            if detect_compression(head) != manifest.compression and manifest.compression != "none":
+            if bool(manifest.encryption) != is_encrypted(head):
+                said = "encrypted" if manifest.encryption else "not encrypted"
+                checks.append(Check("encryption", False, f"the manifest says {said}, the file is not"))
+            elif (
+                not manifest.encryption
+                and detect_compression(head[:4]) != manifest.compression
+                and manifest.compression != "none"
+            ):
                 checks.append(Check("compression", False, f"the manifest says {manifest.compression}, the file is not"))
             else:
                 checks += _deep_checks_with_hash(path, manifest, engine, level)
@@ -488,8 +539,9 @@ def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: 
         reader = HashingReader(f)
         counts = None
         found: list[Check] = []
+        stream = None
         try:
-            stream = decompressing_reader(reader, manifest.compression)
+            stream = plaintext_reader(reader, manifest.compression, manifest.encryption)
             found, counts = engine.check_dump(stream, level=level, manifest=manifest, workdir=path.parent)
         except (zstandard.ZstdError, OSError, EOFError) as exc:
             found = [Check("decompress", False, f"the file does not decompress: {exc}")]
@@ -497,6 +549,11 @@ def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: 
             found = [Check("content", False, str(exc))]
         except VerificationFailed as exc:
             found = [Check("restore", False, str(exc))]
+        except CouldNotRun as exc:
+            found = [Check("decrypt", False, str(exc))]
+        finally:
+            if stream is not None:
+                stream.close()
         try:
             reader.drain()  # the hash covers the whole file, trailing bytes included
         except OSError:
@@ -516,12 +573,23 @@ def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: 
     return checks
 
 
-class _DumpStream:
-    """The uncompressed dump of a backup file; closing it closes the file."""
+class PlaintextStream:
+    """The plain dump over a backup's bytes: decrypted (age) and decompressed as the backup
+    was written. ``close()`` closes every layer it added (not ``raw``)."""
 
-    def __init__(self, path: Path, compression: str) -> None:
-        self._file = open_regular(path)
-        self._stream = decompressing_reader(self._file, compression)
+    def __init__(self, raw, compression: str | None, encryption: str | None) -> None:
+        self._layers = []
+        source = raw
+        if encryption:
+            if encryption != ENCRYPTION_SCHEME:
+                raise VerificationFailed(f"encrypted with {encryption!r}, which this version cannot read")
+            source = decrypting_reader(raw, decryption_key_file())
+            self._layers.append(source)
+        if compression is None:  # no manifest: the magic bytes say
+            compression = detect_compression(source.peek(4)[:4] if hasattr(source, "peek") else b"")
+        self._stream = decompressing_reader(source, compression)
+        if self._stream is not source:
+            self._layers.insert(0, self._stream)
 
     def read(self, n: int = -1) -> bytes:
         return self._stream.read(n)
@@ -530,8 +598,34 @@ class _DumpStream:
         return True
 
     def close(self) -> None:
-        if self._stream is not self._file:
-            self._stream.close()
+        for layer in self._layers:
+            layer.close()
+
+
+def plaintext_reader(raw, compression: str | None, encryption: str | None) -> PlaintextStream:
+    """``PlaintextStream(raw, ...)``: how every reader of a backup gets at its dump."""
+    return PlaintextStream(raw, compression, encryption)
+
+
+class _DumpStream:
+    """The plain dump of a backup file; closing it closes the file."""
+
+    def __init__(self, path: Path, compression: str | None, encryption: str | None) -> None:
+        self._file = open_regular(path)
+        try:
+            self._stream = plaintext_reader(self._file, compression, encryption)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def read(self, n: int = -1) -> bytes:
+        return self._stream.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stream.close()
         self._file.close()
 
     def __enter__(self):
@@ -542,14 +636,17 @@ class _DumpStream:
 
 
 def open_dump(path) -> _DumpStream:
-    """A binary stream of the uncompressed dump (zstd/gzip/none, by the manifest or the magic bytes)."""
+    """A binary stream of the plain dump (decrypted, decompressed: by the manifest or the magic bytes)."""
     path = Path(path)
     try:
-        compression = read_manifest(path).compression
+        manifest = read_manifest(path)
+        compression, encryption = manifest.compression, manifest.encryption
     except VerificationFailed:
         with open_regular(path) as f:
-            compression = detect_compression(f.read(4))
-    return _DumpStream(path, compression)
+            head = f.read(64)
+        encryption = ENCRYPTION_SCHEME if is_encrypted(head) else None
+        compression = None if encryption else detect_compression(head[:4])
+    return _DumpStream(path, compression, encryption)
 
 
 def count_rows(database: str = DEFAULT_DB_ALIAS) -> dict[str, int]:

@@ -71,7 +71,7 @@ def load_identities(path) -> list:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise CouldNotRun(f"cannot read the decryption key file {path}: {exc.strerror or exc}") from None
+        raise VerificationFailed(f"cannot read the decryption key file {path}: {exc.strerror or exc}") from None
     identities = []
     for line in text.splitlines():
         line = line.strip()
@@ -79,9 +79,9 @@ def load_identities(path) -> list:
             try:
                 identities.append(x25519.Identity.from_str(line))
             except Exception:
-                raise CouldNotRun(f"{path} holds a malformed age secret key") from None
+                raise VerificationFailed(f"{path} holds a malformed age secret key") from None
     if not identities:
-        raise CouldNotRun(f"{path} holds no age secret key (AGE-SECRET-KEY-1...)")
+        raise VerificationFailed(f"{path} holds no age secret key (AGE-SECRET-KEY-1...)")
     return identities
 
 
@@ -269,7 +269,9 @@ def _reason(exc: BaseException) -> str:
 def decrypting_reader(raw, key_file) -> io.BufferedReader:
     """A buffered plaintext stream over the age file ``raw``, with the identities of ``key_file``."""
     if not key_file:
-        raise CouldNotRun("the backup is encrypted and no decryption key is set (MCMANAGER_BACKUP_DECRYPT_KEY_FILE)")
+        raise VerificationFailed(
+            "the backup is encrypted and no decryption key is set (MCMANAGER_BACKUP_DECRYPT_KEY_FILE)"
+        )
     return io.BufferedReader(DecryptingReader(raw, load_identities(key_file)), 1 << 20)
 
 

@@ -50,6 +50,8 @@ class BackupManifest:
     sha256: str = ""
     compression: str = "none"
     encryption: str | None = None
+    # The age public keys an encrypted backup was written to (never a secret).
+    recipients: list[str] = field(default_factory=list)
     duration_ms: int = 0
     verification: dict = field(default_factory=dict)
     # {"alg": "hmac-sha256", "key_id": ..., "value": ...}, set by write_manifest.
@@ -156,6 +158,10 @@ FIELD_RULES = {
     "sha256": (lambda v: isinstance(v, str) and SHA256_RE.fullmatch(v) is not None, "64 lowercase hex digits"),
     "compression": (lambda v: v in COMPRESSIONS, " or ".join(COMPRESSIONS)),
     "encryption": (lambda v: v is None or isinstance(v, str), "null or a text"),
+    "recipients": (
+        lambda v: isinstance(v, list) and len(v) <= 100 and all(isinstance(r, str) and len(r) <= MAX_TEXT for r in v),
+        "a list of age public keys",
+    ),
     "duration_ms": (lambda v: _is_int(v) and v >= 0, "a whole number, 0 or more"),
     "verification": (
         lambda v: (

@@ -533,7 +533,7 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
     loader's (SQLite: header, page count, quick_check; PostgreSQL: pg_restore of the
     whole archive; MariaDB: the whole dump loads). The scratch is removed on exit.
     """
-    from .streams import HashingReader, decompressing_reader
+    from .streams import HashingReader
 
     name = path.name
     prefix = f"{name} failed verification: " if manifest is not None else f"{name} does not load: "
@@ -541,13 +541,18 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
         raw = open_regular(path)
     except OSError as exc:  # replaced since _check_file by a FIFO, a directory, or nothing
         checks.refuse("readable", str(exc))
-    scratch_cm = scratch = None
+    scratch_cm = scratch = stream = None
     try:
         reader = HashingReader(raw)
-        if manifest is not None:
-            stream = decompressing_reader(reader, _manifest_field(manifest, "compression") or "none")
-        else:
-            stream = backups.open_dump(path)
+        try:
+            if manifest is not None:
+                stream = backups.plaintext_reader(
+                    reader, _manifest_field(manifest, "compression") or "none", _manifest_field(manifest, "encryption")
+                )
+            else:
+                stream = backups.open_dump(path)
+        except DbtoolsError as exc:  # encrypted, and no key (or an unreadable one) to decrypt it
+            checks.refuse("decryption", f"{name} cannot be read: {exc}")
         load_error = foreign = None
         try:
             # Nothing vouches for a file without a manifest: it gets the engine's full check.
@@ -561,8 +566,7 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
             scratch_cm = None
             load_error = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         finally:
-            if manifest is None:
-                stream.close()
+            stream.close()
         if manifest is not None:
             try:
                 reader.drain()  # the hash covers the whole file, whatever the loader read

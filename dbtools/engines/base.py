@@ -81,6 +81,11 @@ class Engine:
         """
         return []
 
+    def plaintext_workdir(self, backup_directory):
+        """Where write_dump may put a plain snapshot of the database while an encrypted backup
+        is written: never the backup directory. Engines that stream (no snapshot file) ignore it."""
+        return backup_directory
+
     def prepare_swap(self, scratch: str) -> None:
         """Whatever swap_in() would otherwise do to the scratch itself, done beforehand."""
 

@@ -50,6 +50,11 @@ class SQLiteEngine(Engine):
     # spooled file; we need the copy in the backup directory, checked and compressed in
     # parallel, so the connector's one method is not reused here.
 
+    def plaintext_workdir(self, backup_directory):
+        """Beside the live file: the snapshot of an encrypted backup is as plain as the database
+        it copies, on the same disk, and never in the backup directory."""
+        return Path(self.settings_dict["NAME"]).resolve().parent
+
     def write_dump(self, out, workdir, *, level: str = "quick", expected_tables=(), check_rows: bool = True):
         """Snapshot the live file into ``workdir``, then check it and stream it into ``out`` at once.
 
@@ -490,6 +495,8 @@ class SQLiteEngine(Engine):
         places = (
             (Path(tempfile.gettempdir()), SCRATCH_FILE_RE),
             (live.parent, re.compile(rf"^\.{re.escape(live.name)}\.restore-(\d+)_[0-9a-f]{{8}}{SIDE_FILES}$")),
+            # the snapshot of an encrypted backup (plaintext_workdir)
+            (live.parent, re.compile(rf"^\.db_backup_(\d+)_[0-9a-f]{{8}}\.sqlite3\.partial-copy{SIDE_FILES}$")),
         )
         removed = []
         for directory, pattern in places:

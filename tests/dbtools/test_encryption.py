@@ -14,7 +14,7 @@ from dbtools.encryption import (
     load_identities,
     parse_recipients,
 )
-from dbtools.errors import CouldNotRun, VerificationFailed
+from dbtools.errors import VerificationFailed
 
 AGE = shutil.which("age")
 AGE_KEYGEN = shutil.which("age-keygen")
@@ -126,11 +126,11 @@ def test_recipients_from_a_file_and_bad_ones(tmp_path, keypair):
 
 
 def test_key_file_problems_are_one_line(tmp_path):
-    with pytest.raises(CouldNotRun, match="cannot read the decryption key file"):
+    with pytest.raises(VerificationFailed, match="cannot read the decryption key file"):
         load_identities(tmp_path / "missing.agekey")
     empty = tmp_path / "empty.agekey"
     empty.write_text("# nothing here\n")
-    with pytest.raises(CouldNotRun, match="holds no age secret key"):
+    with pytest.raises(VerificationFailed, match="holds no age secret key"):
         load_identities(empty)
-    with pytest.raises(CouldNotRun, match="no decryption key is set"):
+    with pytest.raises(VerificationFailed, match="no decryption key is set"):
         decrypting_reader(io.BytesIO(b"age-encryption.org/v1\n"), "")
