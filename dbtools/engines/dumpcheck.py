@@ -187,8 +187,13 @@ class MariaDBStatementChecker:
             self.insert_line = 0
             return last.end(), False
         # An unfinished row waits for more bytes; a finished line that is no row is refused.
-        if not final and buf.find(b"\n", pos) < 0:
-            return pos, True
+        if buf.find(b"\n", pos) < 0:
+            if not final:
+                return pos, True
+            raise Refused(
+                f"it ends inside a statement (line {self._line_at(buf, pos)}, the INSERT of line "
+                f"{self.insert_line}): refused, the dump is cut"
+            )
         eol = buf.find(b"\n", pos)
         what, shown = describe(buf[pos : eol if eol >= 0 else len(buf)], "rows")
         raise Refused(
@@ -301,6 +306,8 @@ class MariaDBStatementChecker:
                 or (value == "comment" and nxt[0] == "str")
                 or (value in ("pack_keys", "stats_persistent", "page_checksum") and nxt[0] == "num")
             )
+            if value == "select":
+                self._refuse("a CREATE TABLE ... SELECT", "SELECT", buf, pos)
             if not ok:
                 shown = " ".join(v for _, v in words[i : i + 2]).upper()
                 self._refuse("a table option mariadb-dump does not write for our tables", shown, buf, pos)
@@ -349,6 +356,8 @@ def describe(line: bytes, context: str = "statement") -> tuple[str, str]:
         return "a LOAD DATA", shown
     if b" INTO OUTFILE" in upper or b" INTO DUMPFILE" in upper:
         return "a SELECT ... INTO OUTFILE", shown
+    if upper.startswith(b"SET "):
+        return "a SET mariadb-dump does not write", shown
     if m := _QUALIFIED.search(bare):
         return "a statement on another database", m.group(0).decode("utf-8", "replace")
     if context == "rows":

@@ -1,0 +1,377 @@
+"""A MariaDB backup is untrusted input: nothing in it runs, signed or not, --force or not.
+
+Each crafted file is a real backup made by ``backup`` with one payload added (a shell
+escape, a statement on another database, a function, a procedure, a trigger, a view, an
+INTO OUTFILE), its manifest recomputed by ``reseal`` (signed by the configured key once
+manifests are signed) or left unsigned under --force. ``restore``, ``restore --check`` and
+``backup --check`` (quick and full) must refuse it in one line, and afterwards: the marker
+the payload would have written does not exist, the live database is unchanged, the other
+database's table is still there, no function, procedure, trigger or view was created and
+no scratch database is left.
+"""
+
+import json
+import secrets
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import zstandard
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from dbtools.backup import create_backup
+from dbtools.engines.dumpcheck import MariaDBStatementChecker, Refused
+from dbtools.engines.mysql import dump_tables, quote
+
+from .backup_support import scratch_leftovers
+from .restore_helpers import data_digest, live_fingerprint, make_data, manifest_path, reseal
+
+pytestmark = [pytest.mark.engines("mysql"), pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def backup_file():
+    make_data("a")
+    return Path(create_backup(reason="manual").path)
+
+
+@pytest.fixture
+def other_db():
+    """Another database on the server with a table and a row: a payload's target."""
+    name = f"{connection.settings_dict['NAME'][:20]}_other_{secrets.token_hex(3)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {quote(name)}")
+        cursor.execute(f"CREATE TABLE {quote(name)}.`t` (`id` int PRIMARY KEY)")
+        cursor.execute(f"INSERT INTO {quote(name)}.`t` VALUES (42)")
+    yield name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
+
+
+def other_rows(name: str) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {quote(name)}.`t`")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def server_objects() -> list:
+    """Functions, procedures, triggers and views named mcm_* anywhere on the server."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT routine_name FROM information_schema.routines WHERE routine_name LIKE 'mcm\\_%%' "
+            "UNION ALL SELECT trigger_name FROM information_schema.triggers WHERE trigger_name LIKE 'mcm\\_%%' "
+            "UNION ALL SELECT table_name FROM information_schema.views WHERE table_name LIKE 'mcm\\_%%'"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def dump_text(backup: Path) -> bytes:
+    return zstandard.ZstdDecompressor().stream_reader(backup.open("rb")).read()
+
+
+def after_line(text: bytes, line: bytes, payload: bytes) -> bytes:
+    """``payload`` put on its own line after the first line equal to ``line``."""
+    at = text.index(b"\n" + line + b"\n") + len(line) + 2
+    return text[:at] + payload + text[at:]
+
+
+# Each payload: (what the refusal names, how to put it into the dump text).
+PAYLOADS = {
+    "shell_escape_on_top": ("client command", lambda t, m, o: b"\\! touch " + m + b"\n" + t),
+    "shell_escape_inside": ("client command", lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"\\! touch " + m + b"\n")),
+    "system_inside_rows": (
+        "client command",
+        lambda t, m, o: t.replace(b"INSERT INTO `accounts_user` VALUES\n", b"INSERT INTO `accounts_user` VALUES\n\\! touch " + m + b"\n", 1),
+    ),
+    "drop_other_database_table": (
+        "another database",
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"DROP TABLE " + o + b".t;\n"),
+    ),
+    "insert_into_other_database": (
+        "another database",
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"INSERT INTO `" + o + b"`.`t` VALUES (7);\n"),
+    ),
+    "create_function": (
+        "CREATE FUNCTION",
+        lambda t, m, o: after_line(
+            t, b"UNLOCK TABLES;", b"/*!50003 CREATE FUNCTION `mcm_f`() RETURNS int(11) DETERMINISTIC RETURN 1 */;\n"
+        ),
+    ),
+    "create_procedure": (
+        "CREATE PROCEDURE",
+        lambda t, m, o: after_line(
+            t, b"UNLOCK TABLES;", b"CREATE PROCEDURE mcm_p() DELETE FROM `" + o + b"`.`t`;\n"
+        ),
+    ),
+    "create_trigger_with_delimiter": (
+        "client command",
+        lambda t, m, o: after_line(
+            t,
+            b"UNLOCK TABLES;",
+            b"DELIMITER ;;\n/*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER mcm_t "
+            b"BEFORE INSERT ON `accounts_user` FOR EACH ROW BEGIN SET NEW.is_admin = 1; END */;;\nDELIMITER ;\n",
+        ),
+    ),
+    "create_trigger": (
+        "CREATE TRIGGER",
+        lambda t, m, o: after_line(
+            t,
+            b"UNLOCK TABLES;",
+            b"CREATE TRIGGER mcm_t2 BEFORE INSERT ON `accounts_user` FOR EACH ROW SET NEW.is_admin = 1;\n",
+        ),
+    ),
+    "create_view": (
+        "CREATE VIEW",
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"CREATE VIEW `mcm_v` AS SELECT * FROM `" + o + b"`.`t`;\n"),
+    ),
+    "select_into_outfile": (
+        "INTO OUTFILE",
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"SELECT * FROM `accounts_user` INTO OUTFILE '" + m + b"';\n"),
+    ),
+    "create_table_select": (
+        "SELECT",
+        lambda t, m, o: t.replace(
+            b") ENGINE=InnoDB", b") ENGINE=InnoDB SELECT * FROM `" + o + b"`.`t`", 1
+        ),
+    ),
+    "table_in_data_directory": (
+        "table option",
+        lambda t, m, o: t.replace(b") ENGINE=InnoDB", b") ENGINE=InnoDB DATA DIRECTORY='" + m + b"'", 1),
+    ),
+}
+
+
+def craft(backup: Path, target_dir: Path, payload: str, marker: Path, other: str, signed: bool) -> Path:
+    """A copy of ``backup`` in ``target_dir`` with the payload in its dump, manifest recomputed."""
+    _, inject = PAYLOADS[payload]
+    text = inject(dump_text(backup), str(marker).encode(), other.encode())
+    target = target_dir / backup.name
+    target.write_bytes(zstandard.ZstdCompressor().compress(text))
+    manifest_path(target).write_bytes(manifest_path(backup).read_bytes())
+    reseal(target)
+    if not signed:
+        data = json.loads(manifest_path(target).read_text())
+        data.pop("signature", None)
+        manifest_path(target).write_text(json.dumps(data))
+    return target
+
+
+def run(command: str, *args) -> tuple[int, str]:
+    """call_command -> (exit status, the error line)."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(command, *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return exc.returncode, str(exc)
+    return 0, err.getvalue()
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["resealed", "unsigned-forced"])
+@pytest.mark.parametrize("payload", list(PAYLOADS))
+def test_crafted_dump_is_refused_before_anything_runs(backup_file, other_db, tmp_path, payload, signed):
+    marker = tmp_path / "MARKER"
+    crafted_dir = tmp_path / "crafted"
+    crafted_dir.mkdir()
+    crafted = craft(backup_file, crafted_dir, payload, marker, other_db, signed)
+    named, _ = PAYLOADS[payload]
+    force = [] if signed else ["--force"]
+    before = live_fingerprint()
+    runs = [
+        ("restore", str(crafted), "--noinput", *force),
+        ("restore", "--check", str(crafted), *force),
+        ("backup", "--check", str(crafted)),
+        ("backup", "--check", str(crafted), "--verify", "full"),
+    ]
+    for args in runs:
+        code, message = run(*args)
+        assert code == 1, (args, code, message)
+        assert "\n" not in message.strip(), message
+        assert "Traceback" not in message
+        if signed or args[0] == "restore":
+            # Refused for its content: the one line names what was found and where.
+            assert named in message and "line " in message, (args, message)
+        assert not marker.exists(), f"{args}: the payload ran"
+        assert live_fingerprint() == before, f"{args}: the live database changed"
+        assert other_rows(other_db) == [42], f"{args}: the other database changed"
+        assert server_objects() == [], f"{args}: a routine, trigger or view was created"
+        assert scratch_leftovers() == [], f"{args}: a scratch database was left"
+
+
+def test_payload_placed_after_many_rows_is_refused_and_nothing_of_it_runs(backup_file, other_db, tmp_path):
+    """A payload deep in the file, after rows were loaded: still refused, the scratch dropped."""
+    crafted_dir = tmp_path / "crafted"
+    crafted_dir.mkdir()
+    text = dump_text(backup_file)
+    end = text.index(b"-- Dump completed")
+    text = text[:end] + f"DROP TABLE `{other_db}`.`t`;\n".encode() + text[end:]
+    target = crafted_dir / backup_file.name
+    target.write_bytes(zstandard.ZstdCompressor().compress(text))
+    manifest_path(target).write_bytes(manifest_path(backup_file).read_bytes())
+    reseal(target)
+    before = live_fingerprint()
+    code, message = run("restore", str(target), "--noinput")
+    assert code == 1 and "another database" in message, message
+    assert other_rows(other_db) == [42]
+    assert live_fingerprint() == before
+    assert scratch_leftovers() == []
+
+
+def test_good_backup_still_restores(backup_file):
+    digest = data_digest()
+    make_data("b")
+    assert data_digest() != digest
+    code, message = run("restore", str(backup_file), "--noinput")
+    assert code == 0, message
+    assert data_digest() == digest
+    assert scratch_leftovers() == []
+
+
+def test_client_without_sandbox_cannot_run(backup_file, monkeypatch):
+    """A mariadb client without --sandbox: refused with one line, exit 2, nothing loaded."""
+    from dbtools.engines import mysql
+
+    monkeypatch.setattr(mysql, "_SANDBOX_CLIENTS", {})
+    monkeypatch.setattr(mysql, "has_sandbox", lambda binary: False)
+    before = live_fingerprint()
+    code, message = run("restore", "--check", str(backup_file))
+    assert code in (1, 2), message
+    assert "--sandbox" in message, message
+    assert live_fingerprint() == before
+    assert scratch_leftovers() == []
+
+
+def test_the_installed_client_has_sandbox():
+    """The probe answers true for Debian's mariadb client (10.11): restores can run here."""
+    import shutil
+
+    from dbtools.engines.mysql import has_sandbox
+
+    assert has_sandbox(shutil.which("mariadb"))
+
+
+# --- identifiers ---------------------------------------------------------------------
+
+
+def test_table_with_a_backtick_backs_up_and_is_refused_cleanly(tmp_path):
+    make_data("a")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE `we``ird` (`id` int PRIMARY KEY)")
+        cursor.execute("INSERT INTO `we``ird` VALUES (1)")
+    try:
+        code, message = run("backup")
+        assert code == 0, message
+        from dbtools.backup import list_backups
+
+        newest = list_backups()[0].path
+        assert b"CREATE TABLE `we``ird`" in dump_text(Path(newest))
+        before = live_fingerprint()
+        code, message = run("restore", "--check", str(newest))
+        assert code == 1, message
+        assert "not one of mcmanager's models (`we`ird` at line" in message, message
+        assert "\n" not in message.strip()
+        assert live_fingerprint() == before
+        assert scratch_leftovers() == []
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS `we``ird`")
+
+
+@pytest.fixture
+def dash_database():
+    """A database literally named "-<test database>_dash" (created and dropped here), its URL."""
+    from tests.conftest import database_url_for
+
+    name = f"-{connection.settings_dict['NAME'][:40]}_dash"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
+        cursor.execute(f"CREATE DATABASE {quote(name)}")
+    try:
+        yield name, database_url_for().rsplit("/", 1)[0] + "/" + name
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
+
+
+def test_database_named_like_an_option_backs_up_and_restores(dash_database, manage_py, settings):
+    """mariadb-dump gets the name after "--", the client as --database=: never read as an option."""
+    name, url = dash_database
+    env = {"DATABASE_URL": url}
+    done = manage_py("migrate", "--no-backup", "-v", "0", env=env)
+    assert done.returncode == 0, done.stderr
+    done = manage_py("backup", "--verify", "full", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    path = Path(json.loads(done.stdout)["path"])
+    text = dump_text(path)
+    assert f"Database: {name}".encode() in text
+    assert b"CREATE TABLE `accounts_user`" in text
+    done = manage_py("restore", "--check", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    done = manage_py("restore", "--noinput", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s", [f"{name}%"])
+        assert [row[0] for row in cursor.fetchall()] == [name], "a scratch or old-tables database was left"
+
+
+# --- the checker on its own ------------------------------------------------------------
+
+
+def test_checker_passes_our_dump_whatever_the_chunk_size(backup_file):
+    text = dump_text(backup_file)
+    for size in (1, 7, 4096, 1 << 20):
+        checker = MariaDBStatementChecker(dump_tables())
+        out = b"".join(checker.feed(text[i : i + size]) for i in range(0, len(text), size)) + checker.close()
+        assert out == text
+
+
+@pytest.mark.parametrize(
+    "line, named",
+    [
+        (b"use mysql;", "client command (use"),
+        (b"source /etc/passwd", "client command (source"),
+        (b"system id", "client command (system"),
+        (b"\\. /tmp/x.sql", "client command (\\."),
+        (b"connect other", "client command (connect"),
+        (b"GRANT ALL ON *.* TO 'x'@'%';", "GRANT"),
+        (b"ALTER USER root IDENTIFIED BY 'x';", "account change"),
+        (b"CREATE DATABASE mcm_x;", "CREATE DATABASE"),
+        (b"CREATE EVENT mcm_e ON SCHEDULE EVERY 1 SECOND DO DELETE FROM t;", "CREATE EVENT"),
+        (b"LOAD DATA INFILE '/etc/passwd' INTO TABLE `accounts_user`;", "LOAD DATA"),
+        (b"/*!40101 SET NAMES gbk */;", "does not write"),
+        (b"/*!40101 SET @@GLOBAL.general_log = 1 */;", "does not write"),
+        (b"INSERT INTO `accounts_user` VALUES (1,(SELECT 1));", "not a row"),
+        (b"INSERT INTO `accounts_user` VALUES (1,'a'); DROP TABLE x;", "not a row"),
+        (b"INSERT INTO `accounts_user` VALUES (1,'a''); DROP TABLE x; -- ');", "not a row"),
+        (b"INSERT INTO `mysql`.`user` VALUES (1);", "another database"),
+        (b"INSERT INTO `foreign_thing` VALUES (1);", "not one of mcmanager's models"),
+        (b"LOCK TABLES `accounts_user` WRITE, `mysql`.`user` WRITE;", "another database"),
+    ],
+)
+def test_checker_refuses_what_mariadb_dump_does_not_write(line, named):
+    text = b"-- MariaDB dump\n\n" + line + b"\nUNLOCK TABLES;\n"
+    checker = MariaDBStatementChecker(dump_tables())
+    sent = b""
+    with pytest.raises(Refused) as caught:
+        sent += checker.feed(text)
+        sent += checker.close()
+    assert named in str(caught.value), str(caught.value)
+    assert "line 3" in str(caught.value)
+    assert line not in sent
+
+
+def test_checker_reads_strings_as_the_client_does():
+    """An escaped quote does not end a string: this is one row whose text is harmless."""
+    text = b"INSERT INTO `accounts_user` VALUES (1,'a\\'); DROP TABLE x; -- ');\nUNLOCK TABLES;\n"
+    checker = MariaDBStatementChecker(dump_tables())
+    assert checker.feed(text) + checker.close() == text
+    assert checker.statements == 2
+
+
+def test_checker_refuses_a_cut_statement():
+    checker = MariaDBStatementChecker(dump_tables())
+    sent = checker.feed(b"INSERT INTO `accounts_user` VALUES\n(1,'a'),\n(2,'b'")
+    assert b"(2," not in sent
+    with pytest.raises(Refused, match="ends inside a statement"):
+        checker.close()
