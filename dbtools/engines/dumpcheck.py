@@ -30,9 +30,11 @@ CLIENT_COMMANDS = {
 }  # fmt: skip
 
 # A row as mariadb-dump writes it: literals only (strings with backslash escapes and no raw
-# newline, numbers, NULL, hex), so the client and this checker agree on where it ends.
-# Possessive quantifiers: Python's re then scans some 75 MB/s (a plain pattern, 6 MB/s).
-_STR = rb"'[^'\\\n]*+(?:\\[^\n][^'\\\n]*+)*+'"
+# newline, carriage return, NUL or ^Z: mariadb-dump escapes them, and the client, which cuts
+# a line at a NUL, would read the rest otherwise), numbers, NULL, hex; so the client and
+# this checker agree on where it ends. Possessive quantifiers: Python's re then scans some
+# 75 MB/s (a plain pattern, 6 MB/s).
+_STR = rb"'[^'\\\n\r\x00\x1a]*+(?:\\[^\n\r\x00\x1a][^'\\\n\r\x00\x1a]*+)*+'"
 _VALUE = rb"(?:" + _STR + rb"|-?+\d++(?:\.\d++)?+(?:[eE][-+]?+\d++)?+|NULL|0x[0-9A-Fa-f]*+|_binary " + _STR + rb")"
 _ROW = rb"\((?:" + _VALUE + rb",)*+" + _VALUE + rb"\)"
 # Whole rows followed by a comma and what begins the next row (more rows follow); the last
@@ -41,7 +43,7 @@ ROWS_MORE = re.compile(rb"(?:" + _ROW + rb",(?:\n|(?=\()))*+")
 ROW_LAST = re.compile(_ROW + rb";[ \t\r]*\n")
 ROW_LAST_AT_END = re.compile(_ROW + rb";[ \t\r]*\Z")
 
-_IDENT = rb"`((?:[^`\n]|``)+)`"
+_IDENT = rb"`((?:[^`\n\r\x00]|``)+)`"
 SANDBOX_LINE = re.compile(rb"/\*M!999999\\- enable the sandbox mode \*/")
 COMMENT_LINE = re.compile(rb"--(?:[ \t][^\n]*)?")
 INSERT_HEAD = re.compile(rb"INSERT INTO " + _IDENT + rb" VALUES(?:\n| )")
@@ -74,7 +76,7 @@ SET_LINES = [re.compile(rb"/\*M?!\d{5,6} " + body + rb" \*/;") for body in _SET_
 
 # CREATE TABLE: every token of the statement is one of these; words from the vocabulary.
 _TOKEN = re.compile(
-    r"(?P<ws>\s+)|(?P<id>`(?:[^`\n]|``)+`)|(?P<str>'(?:[^'\\\n]|\\[^\n])*')|(?P<num>\d+(?:\.\d+)?)"
+    r"(?P<ws>\s+)|(?P<id>`(?:[^`\n\r\x00]|``)+`)|(?P<str>'(?:[^'\\\n\r\x00\x1a]|\\[^\n\r\x00\x1a])*')|(?P<num>\d+(?:\.\d+)?)"
     r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<bad>--|/\*|\*/|#)|(?P<op>>=|<=|<>|!=|[(),=<>+\-*/%.;])"
 )
 COLUMN_WORDS = {
@@ -98,6 +100,8 @@ TABLE_ENGINES = {"innodb", "aria", "myisam"}
 ROW_FORMATS = {"dynamic", "compact", "compressed", "redundant", "page", "default"}
 
 MAX_CREATE = 1 << 20  # a CREATE TABLE of our models is a few kilobytes
+MAX_LINE = 1 << 16  # any other statement of mariadb-dump is one short line
+MAX_ROW = 1 << 30  # the server's largest packet (max_allowed_packet): no row is longer
 
 
 class Refused(VerificationFailed):
@@ -160,6 +164,8 @@ class MariaDBStatementChecker:
                 continue
             eol = buf.find(b"\n", pos)
             if eol < 0:
+                if len(buf) - pos > MAX_LINE and not buf.startswith(b"CREATE TABLE ", pos):
+                    self._refuse("a line mariadb-dump does not write", "over 64 KiB long", buf, pos)
                 if not final or pos == len(buf):
                     return pos
                 eol = len(buf)
@@ -188,8 +194,10 @@ class MariaDBStatementChecker:
             return last.end(), False
         # An unfinished row waits for more bytes; a finished line that is no row is refused.
         if buf.find(b"\n", pos) < 0:
-            if not final:
+            if not final and len(buf) - pos <= MAX_ROW:
                 return pos, True
+            if not final:
+                self._refuse("a row of values", "over 1 GiB long", buf, pos)
             raise Refused(
                 f"it ends inside a statement (line {self._line_at(buf, pos)}, the INSERT of line "
                 f"{self.insert_line}): refused, the dump is cut"

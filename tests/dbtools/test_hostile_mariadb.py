@@ -344,6 +344,8 @@ def test_checker_passes_our_dump_whatever_the_chunk_size(backup_file):
         (b"INSERT INTO `accounts_user` VALUES (1,(SELECT 1));", "not a row"),
         (b"INSERT INTO `accounts_user` VALUES (1,'a'); DROP TABLE x;", "not a row"),
         (b"INSERT INTO `accounts_user` VALUES (1,'a''); DROP TABLE x; -- ');", "not a row"),
+        (b"INSERT INTO `accounts_user` VALUES (1,'a\x00'),\n('\\! touch x');", "not a row"),
+        (b"INSERT INTO `accounts_user` VALUES (1,'a\r');", "not a row"),
         (b"INSERT INTO `mysql`.`user` VALUES (1);", "another database"),
         (b"INSERT INTO `foreign_thing` VALUES (1);", "not one of mcmanager's models"),
         (b"LOCK TABLES `accounts_user` WRITE, `mysql`.`user` WRITE;", "another database"),
