@@ -244,9 +244,10 @@ def test_client_without_sandbox_cannot_run(backup_file, monkeypatch):
     monkeypatch.setattr(mysql, "_SANDBOX_CLIENTS", {})
     monkeypatch.setattr(mysql, "has_sandbox", lambda binary: False)
     before = live_fingerprint()
-    code, message = run("restore", "--check", str(backup_file))
-    assert code in (1, 2), message
-    assert "--sandbox" in message, message
+    for args in (("restore", "--check", str(backup_file)), ("backup", "--check", str(backup_file), "--verify", "full")):
+        code, message = run(*args)
+        assert code == 2, (args, message)
+        assert "--sandbox" in message and "\n" not in message.strip(), message
     assert live_fingerprint() == before
     assert scratch_leftovers() == []
 
