@@ -148,7 +148,12 @@ class MySQLEngine(Engine):
         try:
             cursor = conn.cursor()
             cursor.execute("SET SESSION lock_wait_timeout = 60")
-            tables = self._base_tables(cursor)
+            # Only the tables of our models: a restore refuses any other (dumpcheck), so a
+            # backup holding one could never be restored. The others are named in a check.
+            allowed = dump_tables()
+            present = self._base_tables(cursor)
+            tables = [t for t in present if t in allowed]
+            foreign = [t for t in present if t not in allowed]
             if tables:
                 cursor.execute("LOCK TABLES " + ", ".join(f"{quote(t)} READ" for t in tables))
                 locked = True
@@ -165,8 +170,11 @@ class MySQLEngine(Engine):
                 "--no-tablespaces",
                 "--hex-blob",
                 "--default-character-set=utf8mb4",
+                # No table named dumps them all: with none of ours, none at all.
+                *([] if tables else ["--no-create-info", "--no-data"]),
                 "--",
                 self.settings_dict["NAME"],
+                *tables,
             ]
             outcome.tool = subprocess.run([cmd[0], "--version"], capture_output=True, text=True).stdout.strip()
             scanner = MariaDBDumpScanner()
@@ -198,10 +206,14 @@ class MySQLEngine(Engine):
                 )
             )
             outcome.checks.append(expected_tables_check(expected_tables, scanner.tables))
-            # Every base table of the database, not only Django's, must be in the dump.
+            # Every table of ours in the database must be in the dump.
             every = expected_tables_check(tables, scanner.tables)
             every.name = "all_tables"
             outcome.checks.append(every)
+            if foreign:
+                outcome.checks.append(
+                    Check("other_tables", True, "not mcmanager's, left out of the backup: " + ", ".join(foreign[:10]))
+                )
         finally:
             if locked:
                 try:
@@ -370,8 +382,12 @@ class MySQLEngine(Engine):
             )
             charset, collation = cursor.fetchone()
             cursor.execute(f"CREATE DATABASE {q(old)} CHARACTER SET {charset} COLLATE {collation}")
-            moves = [f"{q(live)}.{q(t)} TO {q(old)}.{q(t)}" for t in base_tables(cursor, live)]
-            moves += [f"{q(scratch)}.{q(t)} TO {q(live)}.{q(t)}" for t in base_tables(cursor, scratch)]
+            # The scratch holds only our tables (dumpcheck); other tables of the live database
+            # are not in backups (write_dump) and stay where they are.
+            incoming = base_tables(cursor, scratch)
+            ours = dump_tables() | set(incoming)
+            moves = [f"{q(live)}.{q(t)} TO {q(old)}.{q(t)}" for t in base_tables(cursor, live) if t in ours]
+            moves += [f"{q(scratch)}.{q(t)} TO {q(live)}.{q(t)}" for t in incoming]
             cursor.execute("RENAME TABLE " + ", ".join(moves))
             try:
                 cursor.execute(f"DROP DATABASE {q(old)}")

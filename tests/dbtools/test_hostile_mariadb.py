@@ -264,28 +264,55 @@ def test_the_installed_client_has_sandbox():
 # --- identifiers ---------------------------------------------------------------------
 
 
-def test_table_with_a_backtick_backs_up_and_is_refused_cleanly(tmp_path):
+def test_table_with_a_backtick_and_other_tables_are_left_out_of_a_restorable_backup():
+    """A table that is not one of our models (here named with a backtick) is not dumped:
+    a restore refuses such tables, so a backup holding one could never be restored."""
+    from dbtools.backup import list_backups
+
     make_data("a")
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE `we``ird` (`id` int PRIMARY KEY)")
         cursor.execute("INSERT INTO `we``ird` VALUES (1)")
     try:
-        code, message = run("backup")
+        code, message = run("backup", "--verify", "full")
         assert code == 0, message
-        from dbtools.backup import list_backups
-
-        newest = list_backups()[0].path
-        assert b"CREATE TABLE `we``ird`" in dump_text(Path(newest))
-        before = live_fingerprint()
+        newest = Path(list_backups()[0].path)
+        text = dump_text(newest)
+        assert b"CREATE TABLE `accounts_user`" in text
+        assert b"we``ird" not in text
+        checks = {c["name"]: c for c in json.loads(manifest_path(newest).read_text())["verification"]["checks"]}
+        assert "we`ird" in checks["other_tables"]["detail"]
         code, message = run("restore", "--check", str(newest))
-        assert code == 1, message
-        assert "not one of mcmanager's models (`we`ird` at line" in message, message
-        assert "\n" not in message.strip()
-        assert live_fingerprint() == before
+        assert code == 0, message
+        # A restore replaces our tables and leaves the other one as it was.
+        code, message = run("restore", "--noinput", str(newest))
+        assert code == 0, message
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT id FROM `we``ird`")
+            assert cursor.fetchall() == ((1,),)
         assert scratch_leftovers() == []
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS `we``ird`")
+
+
+def test_dump_with_a_backtick_table_name_is_refused_cleanly(backup_file, tmp_path):
+    """A dump that does hold such a table (made by hand): refused in one line, no traceback."""
+    text = dump_text(backup_file)
+    text = after_line(text, b"UNLOCK TABLES;", b"CREATE TABLE `we``ird` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB;\n")
+    crafted_dir = tmp_path / "crafted"
+    crafted_dir.mkdir()
+    target = crafted_dir / backup_file.name
+    target.write_bytes(zstandard.ZstdCompressor().compress(text))
+    manifest_path(target).write_bytes(manifest_path(backup_file).read_bytes())
+    reseal(target)
+    before = live_fingerprint()
+    code, message = run("restore", "--check", str(target))
+    assert code == 1, message
+    assert "not one of mcmanager's models (`we`ird` at line" in message, message
+    assert "\n" not in message.strip()
+    assert live_fingerprint() == before
+    assert scratch_leftovers() == []
 
 
 @pytest.fixture
