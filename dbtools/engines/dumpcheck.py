@@ -266,7 +266,7 @@ class MariaDBStatementChecker:
         name = tokens[2][1][1:-1].replace("``", "`")
         self._table(name.encode(), buf, pos)
         depth, close = 0, None
-        for i, (kind, value) in enumerate(tokens[3:], start=3):
+        for i, (_kind, value) in enumerate(tokens[3:], start=3):
             if value == "(":
                 depth += 1
             elif value == ")":

@@ -258,7 +258,9 @@ class MySQLEngine(Engine):
             )
         ]
         checks.append(
-            Check("statements", refused is None, refused or f"{checker.statements} statements, all as mariadb-dump writes")
+            Check(
+                "statements", refused is None, refused or f"{checker.statements} statements, all as mariadb-dump writes"
+            )
         )
         if manifest is not None:
             checks.append(expected_tables_check(manifest.row_counts, scanner.tables))

@@ -79,10 +79,15 @@ def after_line(text: bytes, line: bytes, payload: bytes) -> bytes:
 # Each payload: (what the refusal names, how to put it into the dump text).
 PAYLOADS = {
     "shell_escape_on_top": ("client command", lambda t, m, o: b"\\! touch " + m + b"\n" + t),
-    "shell_escape_inside": ("client command", lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"\\! touch " + m + b"\n")),
+    "shell_escape_inside": (
+        "client command",
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"\\! touch " + m + b"\n"),
+    ),
     "system_inside_rows": (
         "client command",
-        lambda t, m, o: t.replace(b"INSERT INTO `accounts_user` VALUES\n", b"INSERT INTO `accounts_user` VALUES\n\\! touch " + m + b"\n", 1),
+        lambda t, m, o: t.replace(
+            b"INSERT INTO `accounts_user` VALUES\n", b"INSERT INTO `accounts_user` VALUES\n\\! touch " + m + b"\n", 1
+        ),
     ),
     "drop_other_database_table": (
         "another database",
@@ -100,9 +105,7 @@ PAYLOADS = {
     ),
     "create_procedure": (
         "CREATE PROCEDURE",
-        lambda t, m, o: after_line(
-            t, b"UNLOCK TABLES;", b"CREATE PROCEDURE mcm_p() DELETE FROM `" + o + b"`.`t`;\n"
-        ),
+        lambda t, m, o: after_line(t, b"UNLOCK TABLES;", b"CREATE PROCEDURE mcm_p() DELETE FROM `" + o + b"`.`t`;\n"),
     ),
     "create_trigger_with_delimiter": (
         "client command",
@@ -131,9 +134,7 @@ PAYLOADS = {
     ),
     "create_table_select": (
         "SELECT",
-        lambda t, m, o: t.replace(
-            b") ENGINE=InnoDB", b") ENGINE=InnoDB SELECT * FROM `" + o + b"`.`t`", 1
-        ),
+        lambda t, m, o: t.replace(b") ENGINE=InnoDB", b") ENGINE=InnoDB SELECT * FROM `" + o + b"`.`t`", 1),
     ),
     "table_in_data_directory": (
         "table option",
