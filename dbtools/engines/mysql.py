@@ -328,7 +328,17 @@ class MySQLEngine(Engine):
                 f"the mariadb client ({cmd[0]}) has no --sandbox option: a dump is never loaded without it; "
                 "install MariaDB's client 10.11.8 or newer"
             )
-        return [*cmd, "--sandbox", "--batch", "--default-character-set=utf8mb4", f"--database={database}"], env
+        # The session's sql_mode as mariadb-dump sets it, whatever the server's global one:
+        # with NO_BACKSLASH_ESCAPES or ANSI_QUOTES there, the server would read the dump's
+        # strings otherwise than dumpcheck does.
+        return [
+            *cmd,
+            "--sandbox",
+            "--batch",
+            "--default-character-set=utf8mb4",
+            "--init-command=SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+            f"--database={database}",
+        ], env
 
     def count_rows(self) -> dict[str, int]:
         """COUNT(*) of every base table of the live database."""

@@ -262,6 +262,20 @@ def test_the_installed_client_has_sandbox():
     assert has_sandbox(shutil.which("mariadb"))
 
 
+def test_loader_session_has_the_sql_mode_the_checker_assumes():
+    """Whatever the server's global sql_mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES would make the
+    server read strings otherwise than the checker), the loading session has mariadb-dump's."""
+    import subprocess
+
+    from dbtools.engines import get_engine
+
+    cmd, env = get_engine("default")._loader_command(connection.settings_dict["NAME"])
+    assert "--sandbox" in cmd
+    done = subprocess.run(cmd, input=b"SELECT @@session.sql_mode;\n", capture_output=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == b"NO_AUTO_VALUE_ON_ZERO"
+
+
 # --- identifiers ---------------------------------------------------------------------
 
 
