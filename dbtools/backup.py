@@ -358,7 +358,9 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
             encrypter = EncryptingWriter(sink, recipients) if recipients else None
             try:
                 writer = compressing_writer(encrypter or sink, compression)
-                outcome = engine.write_dump(writer, workdir, level=verify, expected_tables=tables, check_rows=check_rows)
+                outcome = engine.write_dump(
+                    writer, workdir, level=verify, expected_tables=tables, check_rows=check_rows
+                )
                 writer.close()
                 if encrypter is not None:
                     encrypter.close()
@@ -390,7 +392,9 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
             recipients=recipients,
         )
         if recipients:
-            checks.append(Check("encryption", True, f"age, to {len(recipients)} recipient(s); checked before encryption"))
+            checks.append(
+                Check("encryption", True, f"age, to {len(recipients)} recipient(s); checked before encryption")
+            )
         if verify == "full" and not outcome.failures:
             if recipients and not decryption_key_file():
                 # The file cannot be read back without the private key: the checks on the

@@ -562,6 +562,9 @@ def _loaded_scratch(engine: Engine, path: Path, manifest, checks: _Checks) -> It
             scratch = scratch_cm.__enter__()
         except ForeignContent as exc:
             scratch_cm, foreign = None, exc
+        except CouldNotRun:
+            scratch_cm = None
+            raise  # the loader itself cannot run (a client without --sandbox): exit 2, not the file's fault
         except Exception as exc:  # a broken dump breaks a loader in many ways; each one means "refuse"
             scratch_cm = None
             load_error = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]

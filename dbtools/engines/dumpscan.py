@@ -125,9 +125,11 @@ class MariaDBDumpScanner:
         pos = 0
         while (i := buf.find(self.MARK, pos)) >= 0 and (before is None or i < before):
             j = buf.find(b"`", i + len(self.MARK))
-            if j < 0:
-                break
-            self.tables.append(buf[i + len(self.MARK) : j].decode("utf-8", "replace"))
+            while 0 <= j < len(buf) - 1 and buf[j + 1] == 0x60:  # a doubled backtick is part of the name
+                j = buf.find(b"`", j + 2)
+            if j < 0 or j == len(buf) - 1:
+                break  # the name's end is in the next chunk
+            self.tables.append(buf[i + len(self.MARK) : j].replace(b"``", b"`").decode("utf-8", "replace"))
             self.started = True
             pos = j + 1
         return pos

@@ -5,7 +5,38 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from .base import Engine
-from .dumpscan import MariaDBDumpScanner, first_line, run_with_stdin
+from .dumpcheck import MariaDBStatementChecker, Refused
+from .dumpscan import MariaDBDumpScanner, first_line
+
+
+def quote(name: str) -> str:
+    """A MariaDB identifier in backticks, its own backticks doubled (connection.ops.quote_name
+    leaves a name that already starts with one as it is)."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def dump_tables() -> set[str]:
+    """The tables a dump may create and fill: those of the installed models and Django's own."""
+    from django.apps import apps
+
+    tables = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
+    return tables | {"django_migrations"}
+
+
+_SANDBOX_CLIENTS: dict[str, bool] = {}
+
+
+def has_sandbox(binary: str) -> bool:
+    """Whether this ``mariadb`` client knows --sandbox (asked once per binary, from its --help)."""
+    import subprocess
+
+    if binary not in _SANDBOX_CLIENTS:
+        try:
+            text = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        _SANDBOX_CLIENTS[binary] = "--sandbox" in text
+    return _SANDBOX_CLIENTS[binary]
 
 
 class MySQLEngine(Engine):
@@ -74,7 +105,7 @@ class MySQLEngine(Engine):
     def _table_counts(cls, cursor, tables) -> tuple[dict[str, int], dict[str, list[str]]]:
         counts = {}
         for table in tables:
-            cursor.execute(f"SELECT COUNT(*) FROM `{table}`")
+            cursor.execute(f"SELECT COUNT(*) FROM {quote(table)}")
             counts[table] = int(cursor.fetchone()[0])
         migrations: dict[str, list[str]] = {}
         if "django_migrations" in counts:
@@ -117,23 +148,33 @@ class MySQLEngine(Engine):
         try:
             cursor = conn.cursor()
             cursor.execute("SET SESSION lock_wait_timeout = 60")
-            tables = self._base_tables(cursor)
+            # Only the tables of our models: a restore refuses any other (dumpcheck), so a
+            # backup holding one could never be restored. The others are named in a check.
+            allowed = dump_tables()
+            present = self._base_tables(cursor)
+            tables = [t for t in present if t in allowed]
+            foreign = [t for t in present if t not in allowed]
             if tables:
-                cursor.execute("LOCK TABLES " + ", ".join(f"`{t}` READ" for t in tables))
+                cursor.execute("LOCK TABLES " + ", ".join(f"{quote(t)} READ" for t in tables))
                 locked = True
             counter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup-counts")
             counted = counter.submit(self._counts_on_own_connection, tables)
             counter.shutdown(wait=False)
             cmd, env = self._client_command("mariadb-dump")
+            # Tables only: no triggers, routines or events, which a restore refuses to load.
+            # "--" before the name: a database named "-x" is not read as an option.
             cmd += [
                 "--single-transaction",
-                "--routines",
-                "--triggers",
+                "--skip-triggers",
                 "--no-create-db",
                 "--no-tablespaces",
                 "--hex-blob",
                 "--default-character-set=utf8mb4",
+                # No table named dumps them all: with none of ours, none at all.
+                *([] if tables else ["--no-create-info", "--no-data"]),
+                "--",
                 self.settings_dict["NAME"],
+                *tables,
             ]
             outcome.tool = subprocess.run([cmd[0], "--version"], capture_output=True, text=True).stdout.strip()
             scanner = MariaDBDumpScanner()
@@ -165,10 +206,14 @@ class MySQLEngine(Engine):
                 )
             )
             outcome.checks.append(expected_tables_check(expected_tables, scanner.tables))
-            # Every base table of the database, not only Django's, must be in the dump.
+            # Every table of ours in the database must be in the dump.
             every = expected_tables_check(tables, scanner.tables)
             every.name = "all_tables"
             outcome.checks.append(every)
+            if foreign:
+                outcome.checks.append(
+                    Check("other_tables", True, "not mcmanager's, left out of the backup: " + ", ".join(foreign[:10]))
+                )
         finally:
             if locked:
                 try:
@@ -181,8 +226,9 @@ class MySQLEngine(Engine):
     def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
         """Checks of a dump read from ``stream`` (uncompressed). Returns (checks, row counts or None).
 
-        quick: the dump is complete (trailer) and creates the manifest's tables; full: it
-        is loaded into a scratch database and its tables counted there.
+        quick: the dump is complete (trailer), holds only statements a restore would load
+        (dumpcheck) and creates the manifest's tables; full: it is loaded into a scratch
+        database and its tables counted there.
         """
         from ..streams import CHUNK, Check, expected_tables_check
 
@@ -190,8 +236,20 @@ class MySQLEngine(Engine):
             with self.load_into_scratch(stream) as scratch:
                 return scratch.checks, scratch.row_counts
         scanner = MariaDBDumpScanner()
+        checker = MariaDBStatementChecker(dump_tables())
+        refused = None
         while chunk := stream.read(CHUNK):
             scanner.feed(chunk)
+            if refused is None:
+                try:
+                    checker.feed(chunk)
+                except Refused as exc:
+                    refused = str(exc)
+        if refused is None:
+            try:
+                checker.close()
+            except Refused as exc:
+                refused = str(exc)
         checks = [
             Check(
                 "dump_completed",
@@ -199,6 +257,11 @@ class MySQLEngine(Engine):
                 "the dump ends with its completion trailer" if scanner.completed else "the dump is truncated",
             )
         ]
+        checks.append(
+            Check(
+                "statements", refused is None, refused or f"{checker.statements} statements, all as mariadb-dump writes"
+            )
+        )
         if manifest is not None:
             checks.append(expected_tables_check(manifest.row_counts, scanner.tables))
         return checks, None
@@ -208,13 +271,16 @@ class MySQLEngine(Engine):
         """Load the dump (a path or an uncompressed stream) into a new, uniquely-named database.
 
         Yields a ScratchDatabase (``name`` is the database name) with its row counts; the
-        database is dropped on exit.
+        database is dropped on exit. Loaded inertly: the ``mariadb`` client runs with
+        --sandbox (no client command touches the machine) and is sent only statements
+        the whitelist of dumpcheck has passed, each before a byte of it is sent.
         """
 
         from ..errors import VerificationFailed
         from ..streams import Check, ScratchDatabase, unique_suffix
 
         name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
+        cmd, env = self._loader_command(name)
         conn = self._mysqldb_connect()
         # Autocommit: an open transaction would hold metadata locks on the scratch tables
         # while the scratch is in use, and a restore's RENAME TABLE swap would wait on them.
@@ -226,29 +292,53 @@ class MySQLEngine(Engine):
                 "WHERE SCHEMA_NAME = DATABASE()"
             )
             charset, collation = cursor.fetchone()
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {charset} COLLATE {collation}")
+            cursor.execute(f"CREATE DATABASE {quote(name)} CHARACTER SET {charset} COLLATE {collation}")
             try:
-                cmd, env = self._client_command("mariadb")
-                cmd += ["--batch", "--default-character-set=utf8mb4", name]
                 opened = None
                 if isinstance(source, str | os.PathLike):
                     source = opened = open(source, "rb")  # noqa: SIM115 (closed below)
                 try:
-                    rc, message = run_with_stdin(cmd, env, source)
+                    rc, message = load_checked(cmd, env, source, MariaDBStatementChecker(dump_tables()))
                     if rc != 0:
                         raise VerificationFailed(f"the dump does not load: {message}")
                 finally:
                     if opened is not None:
                         opened.close()
-                cursor.execute(f"USE `{name}`")
+                cursor.execute(f"USE {quote(name)}")
                 counts, _ = self._table_counts(cursor, self._base_tables(cursor))
                 yield ScratchDatabase(
                     name=name, row_counts=counts, checks=[Check("restore", True, "loaded into a scratch database")]
                 )
             finally:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
         finally:
             conn.close()
+
+    def _loader_command(self, database: str) -> tuple[list[str], dict]:
+        """The ``mariadb`` client that loads a dump into ``database``: --sandbox, always.
+
+        A client without --sandbox (MariaDB before 10.5.25, 10.6.18, 10.11.8, 11.0.6, or
+        MySQL's) is refused: the statement whitelist is the first guard, not the only one.
+        """
+        from ..errors import CouldNotRun
+
+        cmd, env = self._client_command("mariadb")
+        if not has_sandbox(cmd[0]):
+            raise CouldNotRun(
+                f"the mariadb client ({cmd[0]}) has no --sandbox option: a dump is never loaded without it; "
+                "install MariaDB's client 10.11.8 or newer"
+            )
+        # The session's sql_mode as mariadb-dump sets it, whatever the server's global one:
+        # with NO_BACKSLASH_ESCAPES or ANSI_QUOTES there, the server would read the dump's
+        # strings otherwise than dumpcheck does.
+        return [
+            *cmd,
+            "--sandbox",
+            "--batch",
+            "--default-character-set=utf8mb4",
+            "--init-command=SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
+            f"--database={database}",
+        ], env
 
     def count_rows(self) -> dict[str, int]:
         """COUNT(*) of every base table of the live database."""
@@ -283,8 +373,7 @@ class MySQLEngine(Engine):
         live = self.settings_dict["NAME"]
         old = f"{live[:30]}_old_{os.getpid()}_{secrets.token_hex(3)}"
 
-        def q(name: str) -> str:
-            return "`" + name.replace("`", "``") + "`"
+        q = quote
 
         def base_tables(cursor, schema: str) -> list[str]:
             cursor.execute(
@@ -305,8 +394,12 @@ class MySQLEngine(Engine):
             )
             charset, collation = cursor.fetchone()
             cursor.execute(f"CREATE DATABASE {q(old)} CHARACTER SET {charset} COLLATE {collation}")
-            moves = [f"{q(live)}.{q(t)} TO {q(old)}.{q(t)}" for t in base_tables(cursor, live)]
-            moves += [f"{q(scratch)}.{q(t)} TO {q(live)}.{q(t)}" for t in base_tables(cursor, scratch)]
+            # The scratch holds only our tables (dumpcheck); other tables of the live database
+            # are not in backups (write_dump) and stay where they are.
+            incoming = base_tables(cursor, scratch)
+            ours = dump_tables() | set(incoming)
+            moves = [f"{q(live)}.{q(t)} TO {q(old)}.{q(t)}" for t in base_tables(cursor, live) if t in ours]
+            moves += [f"{q(scratch)}.{q(t)} TO {q(live)}.{q(t)}" for t in incoming]
             cursor.execute("RENAME TABLE " + ", ".join(moves))
             try:
                 cursor.execute(f"DROP DATABASE {q(old)}")
@@ -334,7 +427,7 @@ class MySQLEngine(Engine):
             cursor.execute("SELECT schema_name FROM information_schema.schemata")
             for (name,) in cursor.fetchall():
                 if pattern.match(name):
-                    cursor.execute("DROP DATABASE IF EXISTS `" + name.replace("`", "``") + "`")
+                    cursor.execute(f"DROP DATABASE IF EXISTS {quote(name)}")
                     dropped.append(name)
         return dropped
 
@@ -457,3 +550,36 @@ class MySQLEngine(Engine):
                     quoted = "`" + name.replace("`", "``") + "`"
                     found.append({"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quoted}"})
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
+
+
+def load_checked(cmd: list[str], env: dict, source, checker: MariaDBStatementChecker) -> tuple[int, str]:
+    """Run the loader ``cmd`` with the checked part of ``source`` on its stdin.
+
+    Returns its exit status and the first line of its stderr. Only what ``checker`` has
+    passed is written; when it refuses a statement the client is killed before its stdin
+    is closed (at end of input the client would run a statement it holds unfinished), and
+    the refusal is raised.
+    """
+    import subprocess
+    import tempfile
+
+    from ..streams import CHUNK
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
+        try:
+            while chunk := source.read(CHUNK):
+                proc.stdin.write(checker.feed(chunk))
+            proc.stdin.write(checker.close())
+        except BrokenPipeError:
+            pass  # the client stopped on an error of its own: its status says which
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            rc = proc.wait()
+        return rc, (first_line(err) if rc != 0 else "")

@@ -51,6 +51,16 @@ def test_mariadb_scanner_with_chunks_of_changing_sizes_at_every_mark():
             assert scanner.tables == TABLES, (mark, offset)
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 1 << 20])
+def test_mariadb_scanner_reads_doubled_backticks_in_a_name(size):
+    tables = ["we`ird", "a``b", "plain"]
+    text = mariadb_dump_text([t.replace("`", "``") for t in tables], rows=10)
+    scanner = MariaDBDumpScanner()
+    for start in range(0, len(text), size):
+        scanner.feed(text[start : start + size])
+    assert scanner.tables == tables
+
+
 def test_mariadb_scanner_sees_a_truncated_dump():
     text = mariadb_dump_text(TABLES)
     scanner = MariaDBDumpScanner()
