@@ -14,10 +14,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(BIN)/.installed
 
-## run: install, migrate the embedded SQLite database, make an admin login if none, serve on $(HOST)
+## run: install, migrate the embedded SQLite database, make an admin login if none, take a first backup if none, serve on $(HOST)
 run: venv
 	DJANGO_DEBUG=1 $(BIN)/python manage.py migrate --no-input
 	DJANGO_DEBUG=1 $(BIN)/python manage.py ensure_admin --url http://$(HOST)/admin/
+	DJANGO_DEBUG=1 $(BIN)/python manage.py first_backup
 	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST)
 
 ## test: the whole suite on SQLite, then on PostgreSQL and MariaDB when they are reachable
