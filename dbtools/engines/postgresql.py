@@ -6,6 +6,27 @@ from contextlib import contextmanager
 from .base import Engine
 from .dumpscan import CopyCounter, first_line, run_with_stdin
 
+# libpq's connection options that DATABASE_URL's query may carry, with the environment
+# variable each command line tool reads it from (django-dbbackup maps only six of them).
+LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslpassword": "PGSSLPASSWORD",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "channel_binding": "PGCHANNELBINDING",
+    "gssencmode": "PGGSSENCMODE",
+    "requirepeer": "PGREQUIREPEER",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "passfile": "PGPASSFILE",
+    "service": "PGSERVICE",
+}
+
 
 class PostgreSQLEngine(Engine):
     vendor = "postgresql"
@@ -22,17 +43,25 @@ class PostgreSQLEngine(Engine):
     # --- backup -----------------------------------------------------------
 
     # The dump: `pg_dump --format=custom --compress=0`, streamed through zstd by the caller
-    # (pg_dump's own gzip is most of its time). The libpq environment of OPTIONS (sslmode,
-    # passfile, service...) comes from django-dbbackup's parser; the connection itself is
+    # (pg_dump's own gzip is most of its time). The libpq options of OPTIONS (sslmode,
+    # sslrootcert, passfile, service...) go to the tools as their environment variables
+    # (LIBPQ_ENV) and to our psycopg connections as keywords; the connection itself is
     # one libpq connection string built by psycopg (make_conninfo quotes every value), in
     # one argv item: django-dbbackup pastes the name into a URL and the command line is
     # split on spaces, so a database named "a b" broke and one named "-x" read as an option.
     # Its create_dump() is not used because it buffers the whole dump in a spooled temp
     # file and cannot share a snapshot, and we stream, check and count while dumping.
 
+    def _libpq_options(self) -> dict[str, str]:
+        """The libpq connection options of DATABASE_URL's query (``?sslmode=require&sslrootcert=...``),
+        as Django passes them to psycopg: TLS above all. Every connection of ours and every
+        tool we start gets the same ones, so a backup is never less private than the app."""
+        options = self.settings_dict.get("OPTIONS") or {}
+        return {name: str(options[name]) for name in LIBPQ_ENV if options.get(name) not in (None, "")}
+
     def _pg_command(self, tool: str, dbname: str | None = None) -> tuple[list[str], dict]:
-        """``tool`` with the connection arguments; the password only in the environment (PGPASSWORD)."""
-        from dbbackup.db.postgresql import PgDumpBinaryConnector, parse_postgres_options_env
+        """``tool`` with the connection arguments; the password only in the environment (PGPASSWORD),
+        the libpq options (TLS) in their environment variables (PGSSLMODE, PGSSLROOTCERT, ...)."""
         from psycopg.conninfo import make_conninfo
 
         s = self.settings_dict
@@ -43,7 +72,7 @@ class PostgreSQLEngine(Engine):
             user=s.get("USER") or None,
         )
         env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
-        env.update(parse_postgres_options_env(PgDumpBinaryConnector(self.alias)))
+        env.update({LIBPQ_ENV[name]: value for name, value in self._libpq_options().items()})
         args = [tool, f"--dbname={conninfo}"]
         if s.get("PASSWORD"):
             env["PGPASSWORD"] = str(s["PASSWORD"])
@@ -62,7 +91,7 @@ class PostgreSQLEngine(Engine):
             password=s.get("PASSWORD") or None,
             dbname=dbname or s["NAME"],
             connect_timeout=10,
-            **kwargs,
+            **{**self._libpq_options(), **kwargs},
         )
 
     @staticmethod
@@ -365,6 +394,7 @@ class PostgreSQLEngine(Engine):
             dbname=options.get("maintenance_db", "postgres"),
             autocommit=True,
             connect_timeout=10,
+            **self._libpq_options(),
         )
 
     def swap_in(self, scratch: str) -> None:
