@@ -75,10 +75,32 @@ class MySQLEngine(Engine):
             args.append(f"--port={s['PORT']}")
         if s.get("USER"):
             args.append(f"--user={s['USER']}")
+        args += self._tls_arguments()
         env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
         if s.get("PASSWORD"):
             env["MYSQL_PWD"] = str(s["PASSWORD"])
         return args, env
+
+    def _tls_arguments(self) -> list[str]:
+        """The client tools' TLS options from DATABASE_URL's (Django's OPTIONS): ``ssl`` (ca,
+        cert, key, capath, cipher) and ``ssl_mode``, so a dump or a load is never less private
+        than the application's own connection."""
+        options = self.settings_dict.get("OPTIONS") or {}
+        args = []
+        ssl = options.get("ssl") or {}
+        if isinstance(ssl, dict):
+            for key, flag in (("ca", "ssl-ca"), ("cert", "ssl-cert"), ("key", "ssl-key"), ("capath", "ssl-capath"),
+                              ("cipher", "ssl-cipher")):  # fmt: skip
+                if ssl.get(key):
+                    args.append(f"--{flag}={ssl[key]}")
+        mode = str(options.get("ssl_mode") or "").upper()
+        if mode == "DISABLED":
+            args.append("--skip-ssl")
+        elif mode or args:
+            args.append("--ssl")
+        if mode in ("VERIFY_CA", "VERIFY_IDENTITY"):
+            args.append("--ssl-verify-server-cert")
+        return args
 
     def _mysqldb_connect(self, database: str | None = None):
         import MySQLdb
@@ -94,6 +116,10 @@ class MySQLEngine(Engine):
                 kwargs["port"] = int(s["PORT"])
         kwargs["db"] = database or s["NAME"]
         kwargs["connect_timeout"] = 10
+        options = s.get("OPTIONS") or {}
+        for name in ("ssl", "ssl_mode"):  # TLS as the application's connection has it
+            if options.get(name):
+                kwargs[name] = options[name]
         return MySQLdb.connect(**kwargs)
 
     @staticmethod

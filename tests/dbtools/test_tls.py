@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.engines("postgresql"), pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,6 +101,7 @@ def _manage(url: str, *args: str, tmp: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.engines("postgresql")
 def test_every_tool_and_connection_uses_tls(tls_server, tmp_path):
     import psycopg
 
@@ -127,3 +128,32 @@ def test_every_tool_and_connection_uses_tls(tls_server, tmp_path):
     with psycopg.connect(host="127.0.0.1", port=port, user=user, dbname="tlsdb", sslmode="require") as conn:
         assert conn.execute("SELECT count(*) FROM accounts_user").fetchone()[0] == 20
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
+
+
+@pytest.mark.engines("mysql")
+def test_mariadb_tools_get_the_tls_options_of_the_url(settings):
+    """The MariaDB server here runs without TLS, so this checks the arguments the tools get."""
+    from dbtools.engines.mysql import MySQLEngine
+
+    engine = MySQLEngine("default")
+    options = engine.settings_dict.setdefault("OPTIONS", {})
+    saved = dict(options)
+    try:
+        options.update(ssl={"ca": "/etc/ssl/ca.pem", "cert": "/etc/ssl/c.pem", "key": "/etc/ssl/k.pem"})
+        options["ssl_mode"] = "VERIFY_IDENTITY"
+        args, _ = engine._client_command("mariadb-dump")
+        assert args[-5:] == [
+            "--ssl-ca=/etc/ssl/ca.pem",
+            "--ssl-cert=/etc/ssl/c.pem",
+            "--ssl-key=/etc/ssl/k.pem",
+            "--ssl",
+            "--ssl-verify-server-cert",
+        ]
+        options.clear()
+        options["ssl_mode"] = "DISABLED"
+        assert engine._client_command("mariadb")[0][-1] == "--skip-ssl"
+        options.clear()
+        assert not any(a.startswith("--ssl") or a == "--skip-ssl" for a in engine._client_command("mariadb")[0])
+    finally:
+        options.clear()
+        options.update(saved)
