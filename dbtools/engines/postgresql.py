@@ -389,6 +389,41 @@ class PostgreSQLEngine(Engine):
                     dropped.append(name)
         return dropped
 
+    # --- maintenance --------------------------------------------------------
+
+    def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
+        """VACUUM (ANALYZE) (or ANALYZE alone), REINDEX INDEX CONCURRENTLY of the invalid indexes
+        of this schema (a failed CREATE INDEX CONCURRENTLY leaves them). Runs in autocommit:
+        neither VACUUM nor a concurrent reindex can run inside a transaction."""
+        from psycopg import sql
+
+        steps: list[str] = []
+        statements = []
+        if vacuum:
+            statements.append(sql.SQL("VACUUM (ANALYZE)" if analyze else "VACUUM"))
+        elif analyze:
+            statements.append(sql.SQL("ANALYZE"))
+        with self.connection.cursor() as cursor:
+            if reindex:
+                cursor.execute(
+                    "SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE NOT i.indisvalid AND n.nspname = current_schema() ORDER BY c.relname"
+                )
+                invalid = cursor.fetchall()
+                if not invalid:
+                    steps.append("REINDEX skipped: no invalid index")
+                statements += [
+                    sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, name))
+                    for schema, name in invalid
+                ]
+            raw = self.connection.connection
+            for statement in statements:
+                steps.append(statement.as_string(raw))
+                if not dry_run:
+                    cursor.execute(statement.as_string(raw))
+        return steps
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat
