@@ -200,6 +200,11 @@ MCMANAGER_KEEP_MONTHLY = env_int("MCMANAGER_KEEP_MONTHLY", None)
 MCMANAGER_BACKUP_MAX_AGE_HOURS = env_int("MCMANAGER_BACKUP_MAX_AGE_HOURS", 26)
 # The health check warns when the backup directory's disk has less free space than this.
 MCMANAGER_BACKUP_MIN_FREE_MB = env_int("MCMANAGER_BACKUP_MIN_FREE_MB", 500)
+# validate --fix: the account that takes servers whose owner is gone (created if absent,
+# never an admin); empty: such servers are only reported.
+MCMANAGER_ORPHAN_OWNER = env_str("MCMANAGER_ORPHAN_OWNER", "orphaned_servers")
+# maintain: SQLite is vacuumed only when at least this percentage of its pages is free.
+MCMANAGER_VACUUM_FREE_PERCENT = env_int("MCMANAGER_VACUUM_FREE_PERCENT", 10)
 
 # django-dbbackup: we use its connectors; its storage (STORAGES["dbbackup"]) points at our
 # backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.
