@@ -133,22 +133,31 @@ def _readable_from(conn, sql_one: str, rowid: int) -> bool:
     return True
 
 
-def _skip_damage(conn, sql_one: str, failed_at: int) -> int | None:
+def _skip_damage(conn, sql_one: str, failed_at: int, dividers: list[int]) -> int | None:
     """The smallest rowid past ``failed_at`` from which reading works again; None when none does.
 
-    The damaged page covers a contiguous rowid range: the seek fails inside it and works
-    past it. Gallop to a working rowid, then bisect back to the boundary.
+    A damaged page covers a contiguous rowid range: the seek fails inside it and works
+    past it. The first rowids of the b-tree's children (``dividers``, read from its interior
+    pages) are probed in order, so a sound leaf between two damaged ones is never jumped
+    over; past the last of them (or without them) a gallop finds a working rowid. A
+    bisection then finds the boundary.
     """
-    step, bad = 1, failed_at
-    while True:
-        probe = min(failed_at + step, MAX_ROWID)
-        if _readable_from(conn, sql_one, probe):
+    bad = failed_at
+    good = None
+    for start in (d + 1 for d in dividers if d + 1 > failed_at):
+        if _readable_from(conn, sql_one, start):
+            good = start
             break
-        bad = probe
-        if probe == MAX_ROWID:
+        bad = start
+    step = 1
+    while good is None:
+        probe = min(bad + step, MAX_ROWID)
+        if _readable_from(conn, sql_one, probe):
+            good = probe
+        elif probe == MAX_ROWID:
             return None
-        step *= 2
-    good = probe
+        else:
+            step *= 2
     while good - bad > 1:
         mid = (bad + good) // 2
         if _readable_from(conn, sql_one, mid):
@@ -158,7 +167,58 @@ def _skip_damage(conn, sql_one: str, failed_at: int) -> int | None:
     return good
 
 
-def read_table(conn, table: str, columns: list[str]) -> tuple[list[tuple], list[tuple[int, int | None]]]:
+def _varint(page: bytes, pos: int) -> tuple[int, int]:
+    """SQLite's variable-length integer at ``pos``: (value, position after it)."""
+    value = 0
+    for i in range(9):
+        byte = page[pos + i]
+        if i == 8:
+            return (value << 8) | byte, pos + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, pos + i + 1
+    raise AssertionError("unreachable")
+
+
+def divider_keys(path: Path, root: int) -> list[int]:
+    """The rowid keys of a table b-tree's interior pages, read from the file's bytes.
+
+    Only hints for where to probe: a damaged interior page is skipped (its children's
+    ranges are then found by the gallop), and every row still comes from SQLite's reads.
+    """
+    keys: set[int] = set()
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+        if len(header) < 100:
+            return []
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        stack, seen = [root], set()
+        while stack:
+            number = stack.pop()
+            if number in seen or number < 1:
+                continue
+            seen.add(number)
+            fh.seek((number - 1) * page_size)
+            page = fh.read(page_size)
+            head = 100 if number == 1 else 0
+            if len(page) < page_size or page[head] != 0x05:  # not a table interior page
+                continue
+            try:
+                cells = int.from_bytes(page[head + 3 : head + 5], "big")
+                stack.append(int.from_bytes(page[head + 8 : head + 12], "big"))
+                for i in range(cells):
+                    offset = int.from_bytes(page[head + 12 + 2 * i : head + 14 + 2 * i], "big")
+                    stack.append(int.from_bytes(page[offset : offset + 4], "big"))
+                    keys.add(_varint(page, offset + 4)[0])
+            except IndexError:  # a damaged interior page: its hints are lost, not the rows
+                continue
+    return sorted(keys)
+
+
+def read_table(
+    conn, table: str, columns: list[str], dividers: list[int] = ()
+) -> tuple[list[tuple], list[tuple[int, int | None]]]:
     """Every readable row of ``table`` (rowid first, then ``columns``) and the rowid ranges lost."""
     quoted = ", ".join(_q(c) for c in columns)
     sql = f"SELECT rowid, {quoted} FROM {_q(table)} WHERE rowid >= ? ORDER BY rowid"
@@ -172,7 +232,7 @@ def read_table(conn, table: str, columns: list[str]) -> tuple[list[tuple], list[
         if failed_at is None:
             return rows, lost
         failed_at = _creep(conn, sql_next, failed_at, rows)
-        resume = _skip_damage(conn, sql_one, failed_at)
+        resume = _skip_damage(conn, sql_one, failed_at, list(dividers))
         lost.append((failed_at, None if resume is None else resume - 1))
         if resume is None:
             return rows, lost
@@ -358,7 +418,7 @@ def _salvage(source: Path, work: Path, output: Path, aside_path: Path, database:
             target.execute("BEGIN")
             with open(work / "set-aside.jsonl", "w", encoding="utf-8") as aside:
                 for table in _load_order(target):
-                    result.tables.append(_salvage_table(damaged, target, table, aside))
+                    result.tables.append(_salvage_table(damaged, copy, target, table, aside))
             target.execute("COMMIT")
             target.execute("PRAGMA journal_mode = DELETE")
         finally:
@@ -372,7 +432,7 @@ def _salvage(source: Path, work: Path, output: Path, aside_path: Path, database:
     return result
 
 
-def _salvage_table(damaged, target, table: str, aside) -> TableSalvage:
+def _salvage_table(damaged, copy: Path, target, table: str, aside) -> TableSalvage:
     found = TableSalvage(table=table)
     wanted = _columns(target, table)
     try:
@@ -385,7 +445,9 @@ def _salvage_table(damaged, target, table: str, aside) -> TableSalvage:
         return found
     columns = [c for c in wanted if c in have]
     try:
-        rows, found.lost_ranges = read_table(damaged, table, columns)
+        root = damaged.execute("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        dividers = divider_keys(copy, root.fetchone()[0])
+        rows, found.lost_ranges = read_table(damaged, table, columns, dividers)
     except sqlite3.DatabaseError as exc:
         found.unreadable = str(exc)
         return found
