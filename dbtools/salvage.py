@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
 
 from .errors import CouldNotRun, DbtoolsError
-from .oplog import record_operation
+from .oplog import OperationRecord, os_user, write_entry
 
 BATCH = 500
 MAX_ROWID = 2**63 - 1
@@ -380,11 +381,9 @@ def salvage_database(
     """Recover every readable row of the SQLite file ``source`` (default: the live database's)
     into a new, freshly migrated file ``output``; the set-aside rows into ``output``.set-aside.jsonl."""
     connection = connections[database]
-    if source is None:
-        if connection.vendor != "sqlite":
-            raise CouldNotRun(f"salvage works on SQLite files; database '{database}' is {connection.vendor}")
-        source = connection.settings_dict["NAME"]
-    source = Path(source)
+    if connection.vendor != "sqlite":
+        raise CouldNotRun(f"salvage works on SQLite files; database '{database}' is {connection.vendor}")
+    source = Path(source if source is not None else connection.settings_dict["NAME"])
     if not source.is_file():
         raise CouldNotRun(f"no such SQLite file: {source}")
     output = Path(output) if output else default_output()
@@ -392,15 +391,29 @@ def salvage_database(
         raise CouldNotRun(f"{output} exists already; salvage never writes over a file")
     output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     aside_path = output.with_name(output.name + ".set-aside.jsonl")
-    t0 = time.monotonic()
-    with record_operation("salvage", database=database) as record:
-        record.file = str(output)
-        with tempfile.TemporaryDirectory(prefix="mcmanager-salvage-", dir=output.parent) as work:
-            result = _salvage(source, Path(work), output, aside_path, database)
-        result.duration_ms = int((time.monotonic() - t0) * 1000)
-        record.details = {"source": str(source), "tables": [asdict(t) for t in result.tables]}
-        record.message = f"salvaged {sum(t.recovered for t in result.tables)} rows from {source.name}"
+    started, t0 = timezone.now(), time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mcmanager-salvage-", dir=output.parent) as work:
+        result = _salvage(source, Path(work), output, aside_path, database)
+    result.duration_ms = int((time.monotonic() - t0) * 1000)
+    _log_into_output(result, database, started)
     return result
+
+
+def _log_into_output(result: SalvageResult, database: str, started) -> None:
+    """The operations log entry goes into the salvaged file, never into the damaged one
+    (a restore of the salvage carries it over into the live database)."""
+    from .restore import scratch_alias
+
+    record = OperationRecord(
+        operation="salvage",
+        database=database,
+        actor=os_user(),
+        file=result.output,
+        message=f"salvaged {sum(t.recovered for t in result.tables)} rows from {Path(result.source).name}",
+        details={"source": result.source, "complete": result.complete, "tables": [asdict(t) for t in result.tables]},
+    )
+    with scratch_alias(database, result.output) as alias:
+        write_entry(record, started, result.duration_ms / 1000, alias)
 
 
 def _salvage(source: Path, work: Path, output: Path, aside_path: Path, database: str) -> SalvageResult:

@@ -152,7 +152,7 @@ def test_zeroed_page_in_the_middle_of_servers(sound_copy, tmp_path):
     [(first, last)] = servers["lost_ranges"]
     assert first <= min(lost) and max(lost) <= last
     assert not (every["servers_server"] - lost) & set(range(first, last + 1)), "no readable row reported lost"
-    assert OperationLog.objects.filter(operation="salvage", outcome="success").exists()
+    assert salvage_log(output) == [("success", 0)], "logged into the salvage, not into the damaged file"
 
     restores_clean(output)
     assert {int(r[0]) for r in table_rows("servers_server")} == every["servers_server"] - lost
@@ -209,16 +209,57 @@ def test_cut_tail(sound_copy, tmp_path):
     restores_clean(output)
 
 
-def test_the_live_database_is_salvaged_by_default(tmp_path):
+def salvage_log(path) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT outcome, json_extract(details, '$.complete') FROM dbtools_operationlog WHERE operation = 'salvage'"
+        ).fetchall()
+    finally:
+        conn.close()
+
+
+def test_the_live_database_is_salvaged_by_default_and_never_written(tmp_path):
     make_data("live")
     connections.close_all()
     live = Path(connection.settings_dict["NAME"])
+    before = file_digest(live)
     output = tmp_path / "whole.sqlite3"
     code, result = run_salvage("--output", str(output))
     connections.close_all()
     assert code == 0 and result["complete"]
+    assert file_digest(live) == before
     assert ids(output, "servers_server") == ids(live, "servers_server")
-    assert OperationLog.objects.filter(operation="salvage").count() == 1
+    assert salvage_log(output) == [("success", 1)]
+
+
+def test_damaged_live_database_salvaged_then_restored(tmp_path):
+    """The whole branch of the recovery procedure on the live file itself."""
+    make_data("dmg", users=40, servers_each=10)
+    connections.close_all()
+    live = Path(connection.settings_dict["NAME"])
+    conn = sqlite3.connect(live)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    every = ids(live, "servers_server")
+    leaves = leaf_rowids(live, "servers_server")
+    page = list(leaves)[len(leaves) // 2]
+    with open(live, "r+b") as fh:
+        fh.seek((page - 1) * 4096)
+        fh.write(b"\x00" * 4096)
+    before = file_digest(live)
+    output = tmp_path / "rescued.sqlite3"
+
+    code, result = run_salvage("--output", str(output))
+
+    assert code == 1
+    assert file_digest(live) == before, "the damaged live file was never written to"
+    call_command(
+        "restore", str(output), "--force", "--noinput", "--no-safety-backup", stdout=StringIO(), stderr=StringIO()
+    )
+    call_command("validate", stdout=StringIO())
+    assert {int(r[0]) for r in table_rows("servers_server")} == every - set(leaves[page])
+    assert OperationLog.objects.filter(operation="salvage").exists(), "the salvage's log entry came along"
 
 
 def test_compare_with_a_backup(tmp_path):
