@@ -361,6 +361,16 @@ class MySQLEngine(Engine):
                         raise DbtoolsError(f"{verb} failed on {failed[0][0]}: {failed[0][3]}")
         return steps
 
+    def maintenance_advice(self) -> list[str]:
+        """Tables whose free space is over 20% of their size (and 10 MB): OPTIMIZE TABLE would return it."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() "
+                "AND data_free > 10485760 AND data_free > 0.2 * (data_length + index_length) ORDER BY table_name"
+            )
+            tables = [row[0] for row in cursor.fetchall()]
+        return [f"free space in {', '.join(tables)}: python manage.py maintain --vacuum"] if tables else []
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search: GROUP BY ... HAVING COUNT(*) > 1 is the faster plan here.

@@ -424,6 +424,31 @@ class PostgreSQLEngine(Engine):
                     cursor.execute(statement.as_string(raw))
         return steps
 
+    def maintenance_advice(self) -> list[str]:
+        """Dead tuples (over 20% of a table's live rows), statistics older than the data (over
+        10% of the rows changed since ANALYZE), invalid indexes: what maintain would fix."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, n_dead_tup, n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() ORDER BY relname"
+            )
+            tables = cursor.fetchall()
+            cursor.execute(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace"
+            )
+            invalid = cursor.fetchone()[0]
+        dead = [t for t, n_dead, _, live in tables if n_dead > 1000 and n_dead > 0.2 * live]
+        stale = [t for t, _, changed, live in tables if changed > 1000 and changed > 0.1 * live]
+        advice = []
+        if dead:
+            advice.append(f"dead rows in {', '.join(dead)}: python manage.py maintain --vacuum")
+        if stale:
+            advice.append(f"statistics older than the data in {', '.join(stale)}: python manage.py maintain --analyze")
+        if invalid:
+            advice.append(f"{invalid} invalid indexes: python manage.py maintain --reindex")
+        return advice
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat

@@ -399,6 +399,21 @@ class SQLiteEngine(Engine):
         finally:
             copy.unlink(missing_ok=True)
 
+    def maintenance_advice(self) -> list[str]:
+        """What maintain would reclaim, when a figure says it pays: free pages over the threshold."""
+        from django.conf import settings
+
+        size = self.database_size()
+        threshold = float(getattr(settings, "MCMANAGER_VACUUM_FREE_PERCENT", 10))
+        percent = 100 * size["free_pages"] / max(size["page_count"], 1)
+        if size["free_pages"] == 0 or percent < threshold:
+            return []
+        reclaim = size["free_pages"] * size["page_size"]
+        return [
+            f"{size['free_pages']} of {size['page_count']} pages free ({percent:.0f}%, {reclaim:,} bytes): "
+            "python manage.py maintain --vacuum"
+        ]
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search: GROUP BY ... HAVING COUNT(*) > 1 is the faster plan here.

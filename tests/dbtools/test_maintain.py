@@ -69,6 +69,7 @@ def test_sqlite_vacuum_shrinks_the_file_and_keeps_the_data():
 @pytest.mark.engines("sqlite")
 def test_sqlite_vacuum_skipped_below_the_threshold_and_dry_run_changes_nothing():
     make_data("d")
+    run_maintain("--vacuum")  # whatever free pages earlier tests left
     code, result = run_maintain("--vacuum")
     assert code == 0
     assert any("VACUUM skipped" in step for step in result["steps"])
@@ -124,3 +125,35 @@ def test_postgresql_rebuilds_an_invalid_index():
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'maintain_probe'"
         )
         assert cursor.fetchone()[0] is True
+
+
+@pytest.mark.engines("sqlite")
+def test_dbstats_and_health_recommend_maintain_only_when_it_pays():
+    from dbtools.monitor import check_performance
+
+    make_data("a")
+    run_maintain("--vacuum")  # earlier tests' deleted rows left free pages in the test database
+    out = StringIO()
+    call_command("dbstats", "--json", stdout=out)
+    assert json.loads(out.getvalue())["performance_metrics"]["maintenance_advice"] == []
+    assert "maintain" not in check_performance("default").recommendation
+
+    fill_and_empty()
+    out = StringIO()
+    call_command("dbstats", stdout=out)
+    assert "Maintain:" in out.getvalue() and "maintain --vacuum" in out.getvalue()
+    check = check_performance("default")
+    assert check.status == "healthy" and "maintain --vacuum" in check.recommendation
+
+    run_maintain("--vacuum")
+    out = StringIO()
+    call_command("dbstats", stdout=out)
+    assert "Maintain:" not in out.getvalue()
+
+
+@pytest.mark.engines("postgresql", "mysql")
+def test_advice_runs_on_server_engines():
+    from dbtools.engines import get_engine
+
+    make_data("a")
+    assert get_engine("default").maintenance_advice() == []
