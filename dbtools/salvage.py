@@ -222,9 +222,11 @@ def read_table(
 ) -> tuple[list[tuple], list[tuple[int, int | None]]]:
     """Every readable row of ``table`` (rowid first, then ``columns``) and the rowid ranges lost."""
     quoted = ", ".join(_q(c) for c in columns)
-    sql = f"SELECT rowid, {quoted} FROM {_q(table)} WHERE rowid >= ? ORDER BY rowid"
-    sql_next = f"{sql} LIMIT 1"
-    sql_one = f"SELECT rowid FROM {_q(table)} WHERE rowid >= ? ORDER BY rowid LIMIT 1"
+    # NOT INDEXED: every read, the probes included, goes through the table's own b-tree and
+    # reads whole rows; a probe answered from an index (planner statistics make that
+    # possible) would call a damaged page readable.
+    sql = f"SELECT rowid, {quoted} FROM {_q(table)} NOT INDEXED WHERE rowid >= ? ORDER BY rowid"
+    sql_one = f"{sql} LIMIT 1"
     rows: list[tuple] = []
     lost: list[tuple[int, int | None]] = []
     start = -MAX_ROWID - 1
@@ -232,7 +234,7 @@ def read_table(
         failed_at = _fetch_from(conn, sql, start, rows)
         if failed_at is None:
             return rows, lost
-        failed_at = _creep(conn, sql_next, failed_at, rows)
+        failed_at = _creep(conn, sql_one, failed_at, rows)
         resume = _skip_damage(conn, sql_one, failed_at, list(dividers))
         lost.append((failed_at, None if resume is None else resume - 1))
         if resume is None:
