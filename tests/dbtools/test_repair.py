@@ -199,3 +199,15 @@ def test_rows_breaking_a_check_are_listed_with_the_sql_to_fix_them():
     assert any("UPDATE" in line and "memory_mb" in line and f"id = {server.pk}" in line for line in plan["manual"])
     assert f"/admin/servers/server/{server.pk}/change/" in plan["manual"]
     assert Server.objects.get(pk=server.pk).memory_mb == 100
+
+
+def test_yes_without_fix_is_bad_usage():
+    code, message = run_validate("--yes")
+    assert code == 2 and "--fix" in message
+
+
+def test_clean_database_needs_no_fix_and_no_backup():
+    make_data("ok")
+    code, result = run_validate("--fix", "--yes")
+    assert code == 0 and result["plans"] == [] and not result["applied"]
+    assert list_backups() == []
