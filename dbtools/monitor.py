@@ -347,6 +347,7 @@ def collect_stats(database: str = DEFAULT_DB_ALIAS, *, exact: bool = True) -> Da
     counts, counts_exact = table_counts(database, exact=exact)
     performance = measure_latency(database)
     performance.update(engine.performance_extras())
+    performance["maintenance_advice"] = engine.maintenance_advice()
     return DatabaseStats(
         database=database,
         engine=engine.display_name,
@@ -521,6 +522,8 @@ def check_schema(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
 
 
 def check_performance(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
+    from .engines import get_engine
+
     title = "Performance"
     latency = measure_latency(database)
     rt, iq = latency["round_trip_ms"], latency["indexed_query_ms"] or 0.0
@@ -534,6 +537,12 @@ def check_performance(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
     recommendation = (
         "" if status == HEALTHY else "Check the database server's load and the missing_indexes of manage.py validate."
     )
+    # Shown beside the check (the dashboard) without changing its status: maintenance
+    # that would pay is advice, not an outage.
+    advice = get_engine(database).maintenance_advice()
+    if advice:
+        latency["maintenance_advice"] = advice
+        recommendation = " ".join([recommendation, *(f"Maintenance would pay: {a}." for a in advice)]).strip()
     return CheckResult("performance", title, status, message, recommendation, latency)
 
 

@@ -277,6 +277,11 @@ MCMANAGER_BACKUP_SIGNING_KEY_FILE = Path(
 )
 MCMANAGER_BACKUP_SIGNING_OLD_KEYS = env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEYS", "")
 MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES = [Path(p) for p in env_list("MCMANAGER_BACKUP_SIGNING_OLD_KEY_FILES", "")]
+# validate --fix: the account that takes servers whose owner is gone (created if absent,
+# never an admin); empty: such servers are only reported.
+MCMANAGER_ORPHAN_OWNER = env_str("MCMANAGER_ORPHAN_OWNER", "orphaned_servers")
+# maintain: SQLite is vacuumed only when at least this percentage of its pages is free.
+MCMANAGER_VACUUM_FREE_PERCENT = env_int("MCMANAGER_VACUUM_FREE_PERCENT", 10)
 
 # django-dbbackup: we use its connectors (not its commands: see INSTALLED_APPS); its storage
 # (STORAGES["dbbackup"]) points at our backup dir. No DBBACKUP_STORAGE/DBBACKUP_STORAGE_OPTIONS: dbbackup 5 refuses to import with them.

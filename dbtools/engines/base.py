@@ -6,6 +6,7 @@ Sections (each owned by one feature; edit only yours):
   scratch database (also used by ``--verify full`` and ``restore --check``);
 - restore: replace the live database atomically with a dump's content;
 - monitoring and validation: sizes, connections, the engine's own integrity checks.
+- maintenance: the per-engine SQL of ``manage.py maintain`` and when it would pay.
 """
 
 from django.db import connections
@@ -107,4 +108,15 @@ class Engine:
         rights. Each is a dict: ``kind`` ("trigger", "view", ...), ``name``, ``table`` (the
         table it belongs to, or ""), ``drop`` (the statement that removes it, quoted).
         """
+        raise NotImplementedError
+
+    # --- maintenance --------------------------------------------------------
+
+    def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
+        """Run (or with ``dry_run`` only list) the housekeeping that pays on this engine; one
+        line per step. The caller (dbtools.maintenance) holds the backup lock."""
+        raise NotImplementedError
+
+    def maintenance_advice(self) -> list[str]:
+        """Lines recommending ``maintain``, only where a figure says it would pay; [] otherwise."""
         raise NotImplementedError

@@ -519,6 +519,66 @@ class PostgreSQLEngine(Engine):
                 dropped.append(name)
         return dropped
 
+    # --- maintenance --------------------------------------------------------
+
+    def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
+        """VACUUM (ANALYZE) (or ANALYZE alone), REINDEX INDEX CONCURRENTLY of the invalid indexes
+        of this schema (a failed CREATE INDEX CONCURRENTLY leaves them). Runs in autocommit:
+        neither VACUUM nor a concurrent reindex can run inside a transaction."""
+        from psycopg import sql
+
+        steps: list[str] = []
+        statements = []
+        if vacuum:
+            statements.append(sql.SQL("VACUUM (ANALYZE)" if analyze else "VACUUM"))
+        elif analyze:
+            statements.append(sql.SQL("ANALYZE"))
+        with self.connection.cursor() as cursor:
+            if reindex:
+                cursor.execute(
+                    "SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE NOT i.indisvalid AND n.nspname = current_schema() ORDER BY c.relname"
+                )
+                invalid = cursor.fetchall()
+                if not invalid:
+                    steps.append("REINDEX skipped: no invalid index")
+                statements += [
+                    sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(schema, name))
+                    for schema, name in invalid
+                ]
+            raw = self.connection.connection
+            for statement in statements:
+                steps.append(statement.as_string(raw))
+                if not dry_run:
+                    cursor.execute(statement.as_string(raw))
+        return steps
+
+    def maintenance_advice(self) -> list[str]:
+        """Dead tuples (over 20% of a table's live rows), statistics older than the data (over
+        10% of the rows changed since ANALYZE), invalid indexes: what maintain would fix."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, n_dead_tup, n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables "
+                "WHERE schemaname = current_schema() ORDER BY relname"
+            )
+            tables = cursor.fetchall()
+            cursor.execute(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE NOT i.indisvalid AND c.relnamespace = current_schema()::regnamespace"
+            )
+            invalid = cursor.fetchone()[0]
+        dead = [t for t, n_dead, _, live in tables if n_dead > 1000 and n_dead > 0.2 * live]
+        stale = [t for t, _, changed, live in tables if changed > 1000 and changed > 0.1 * live]
+        advice = []
+        if dead:
+            advice.append(f"dead rows in {', '.join(dead)}: python manage.py maintain --vacuum")
+        if stale:
+            advice.append(f"statistics older than the data in {', '.join(stale)}: python manage.py maintain --analyze")
+        if invalid:
+            advice.append(f"{invalid} invalid indexes: python manage.py maintain --reindex")
+        return advice
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat

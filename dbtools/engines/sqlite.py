@@ -517,6 +517,73 @@ class SQLiteEngine(Engine):
                     pass  # gone meanwhile, or not ours to remove
         return removed
 
+    # --- maintenance --------------------------------------------------------
+
+    def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
+        """PRAGMA optimize and ANALYZE; REINDEX; VACUUM only when enough pages are free; then a
+        WAL checkpoint. The steps done (or, with ``dry_run``, that would be done), one line each.
+
+        VACUUM goes through a copy (VACUUM INTO) that restore's swap writes into the live
+        file in one transaction: open connections never see a half-vacuumed file, and a
+        kill leaves the old file whole. The caller holds the backup lock.
+        """
+        from django.conf import settings
+
+        steps: list[str] = []
+
+        def run(sql: str, why: str = "") -> None:
+            steps.append(f"{sql}{why}")
+            if not dry_run:
+                with self.connection.cursor() as cursor:
+                    cursor.execute(sql)
+
+        if analyze:
+            run("PRAGMA optimize")
+            run("ANALYZE")
+        if reindex:
+            run("REINDEX")
+        if vacuum:
+            size = self.database_size()
+            threshold = float(getattr(settings, "MCMANAGER_VACUUM_FREE_PERCENT", 10))
+            percent = 100 * size["free_pages"] / max(size["page_count"], 1)
+            figures = f" ({size['free_pages']} of {size['page_count']} pages free, {percent:.0f}%)"
+            if percent < threshold:
+                steps.append(f"VACUUM skipped{figures}: below the {threshold:g}% threshold")
+            else:
+                steps.append(f"VACUUM INTO a copy, swapped in{figures}")
+                if not dry_run:
+                    self._vacuum_through_copy()
+        run("PRAGMA wal_checkpoint(TRUNCATE)")
+        return steps
+
+    def _vacuum_through_copy(self) -> None:
+        from ..streams import unique_suffix
+
+        live = Path(self.settings_dict["NAME"])
+        copy = live.with_name(f".{live.name}.vacuum-{unique_suffix()}")
+        try:
+            with self.connection.cursor() as cursor:
+                cursor.execute("VACUUM INTO %s", [str(copy)])
+            self.prepare_swap(str(copy))
+            self.swap_in(str(copy))
+        finally:
+            copy.unlink(missing_ok=True)
+
+    def maintenance_advice(self) -> list[str]:
+        """What maintain would reclaim, when a figure says it pays: free pages over the threshold."""
+        from django.conf import settings
+
+        size = self.database_size()
+        threshold = float(getattr(settings, "MCMANAGER_VACUUM_FREE_PERCENT", 10))
+        percent = 100 * size["free_pages"] / max(size["page_count"], 1)
+        if size["free_pages"] == 0 or percent < threshold:
+            return []
+        reclaim = size["free_pages"] * size["page_size"]
+        return [
+            f"{size['free_pages']} of {size['page_count']} pages free ({percent:.0f}%, {reclaim:,} bytes): "
+            "python manage.py maintain --vacuum"
+        ]
+
     # --- monitoring and validation ---------------------------------------
 
     # Duplicate search: GROUP BY ... HAVING COUNT(*) > 1 is the faster plan here.

@@ -80,6 +80,8 @@ class Command(BaseCommand):
             + (f", indexed lookup {perf['indexed_query_ms']:.2f} ms" if perf["indexed_query_ms"] is not None else "")
             + (", " + ", ".join(extras) if extras else "")
         )
+        for advice in perf.get("maintenance_advice") or []:
+            w(self.style.WARNING(f"Maintain:  {advice}"))
         mig = stats.migrations
         w(f"Migrations: {mig['applied']} applied, {mig['unapplied']} unapplied, {mig['unknown']} unknown")
         newest = stats.backup.get("newest")

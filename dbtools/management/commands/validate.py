@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
+from dbtools.repair import repair_database
 from dbtools.validation import validate_database
 
 
@@ -23,11 +24,21 @@ class Command(BaseCommand):
             help="Also run the engine's slowest integrity check (SQLite: integrity_check, "
             "tens of seconds at a million rows, instead of quick_check).",
         )
+        parser.add_argument(
+            "--fix",
+            action="store_true",
+            help="Plan the safe repairs (a dry run); with --yes, back up (reason pre-fix) and apply them.",
+        )
+        parser.add_argument("--yes", action="store_true", help="With --fix: apply the plan.")
         scope = parser.add_mutually_exclusive_group()
         scope.add_argument("--data-only", action="store_true", help="Only the data rules.")
         scope.add_argument("--schema-only", action="store_true", help="Only the schema and migration checks.")
 
     def handle(self, *args, **options):
+        if options["yes"] and not options["fix"]:
+            raise CommandError("--yes applies a --fix plan: give both", returncode=2)
+        if options["fix"]:
+            return self.fix(options)
         try:
             report = validate_database(
                 options["database"],
@@ -63,3 +74,42 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {label}: {', '.join(str(i) for i in problem.sample_ids)}{more}")
             self.stdout.write(f"  fix: {problem.fix}")
         self.stdout.write(f"{report.summary[0].upper()}{report.summary[1:]}; {summary}.")
+
+    def fix(self, options) -> None:
+        """The repair plan (and with --yes its outcome), then a validation of the result."""
+        try:
+            result = repair_database(options["database"], apply=options["yes"])
+            after = validate_database(options["database"], schema=False) if result.applied else None
+        except DbtoolsError as exc:
+            raise CommandError(str(exc), returncode=exc.exit_code) from None
+        if options["json"]:
+            data = result.as_dict()
+            data["after"] = after.as_dict() if after is not None else None
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+        else:
+            self.print_plan(result, after)
+        remaining = after.problems if after is not None else result.plans
+        if remaining:
+            raise CommandError(
+                f"{len(remaining)} problem classes {'remain' if result.applied else 'found'} "
+                f"in database '{result.database}'",
+                returncode=1,
+            )
+
+    def print_plan(self, result, after) -> None:
+        if not result.plans:
+            self.stdout.write(self.style.SUCCESS("No problems found: nothing to fix."))
+            return
+        for plan in result.plans:
+            self.stdout.write(self.style.ERROR(f"{plan.table}: {plan.rule}: {plan.count} rows"))
+            if plan.sample_ids:
+                self.stdout.write(f"  ids: {', '.join(str(i) for i in plan.sample_ids)}")
+            done = plan.fixable and result.applied
+            self.stdout.write(f"  {'done' if done else 'fix'}: {plan.action}")
+            for line in plan.manual:
+                self.stdout.write(f"    {line}")
+        if result.applied:
+            self.stdout.write(f"Applied in one transaction after the backup {result.backup}.")
+            self.stdout.write(f"Validation afterwards: {after.summary}.")
+        elif result.fixable:
+            self.stdout.write("Dry run: nothing changed. Run with --fix --yes to apply (a backup is taken first).")
