@@ -33,7 +33,7 @@ from .manifest import (
     read_manifest,
     write_manifest,
 )
-from .oplog import os_user, record_operation
+from .oplog import journal_operation, os_user, record_operation
 from .retention import PruneResult, RetentionPolicy, prune_backups
 from .signing import Keyring, check_key_location, keyring, refusal, signing_key
 from .streams import (
@@ -454,6 +454,20 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
 
 
 def verify_backup(
+    path, level: str = "quick", database: str = DEFAULT_DB_ALIAS, *, force: bool = False
+) -> VerificationResult:
+    """``backup --check``: _verify_backup, its verdict kept in the operations journal (a
+    check only reads: the live database is not written to)."""
+    with journal_operation("verify", database=database) as record:
+        record.file = str(path)
+        result = _verify_backup(path, level, database, force=force)
+        record.outcome = "success" if result.ok else "failure"
+        record.message = f"verified ({result.level})" if result.ok else result.reason
+        record.details = {"level": result.level, "failed": [c.name for c in result.checks if not c.ok]}
+    return result
+
+
+def _verify_backup(
     path, level: str = "quick", database: str = DEFAULT_DB_ALIAS, *, force: bool = False
 ) -> VerificationResult:
     """Check a backup file against its manifest: signature, checksum and structure; ``full`` also loads it.

@@ -1,11 +1,23 @@
-"""The operations log: every backup, restore, validate, migrate and admin action."""
+"""The operations log: every backup, restore, validate, migrate and admin action.
+
+Operations that must not write to the live database (a refused restore leaves it byte for
+byte as it was; ``restore --check`` and ``backup --check`` only read) are kept in a
+journal instead: ``.operations-journal.jsonl`` beside the backups, one JSON object a line.
+The dashboard shows its entries with the log's, and the next operation that writes the log
+moves them into it. The journal is read as untrusted data (its directory is the backup
+directory): bounded in size, every field checked, nothing in it runs.
+"""
 
 import getpass
+import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
@@ -82,3 +94,136 @@ def write_entry(record: OperationRecord, started, seconds: float, alias: str) ->
         )
     except Exception as exc:  # the table may not exist yet (before migrate) or the db is gone
         logger.warning("could not write the operations log: %s", exc)
+        return
+    merge_journal(alias)
+
+
+# --- the journal of operations that leave the live database untouched --------------
+
+JOURNAL_NAME = ".operations-journal.jsonl"
+JOURNAL_MAX_BYTES = 1 << 20  # past this, new entries go to the logger only
+OUTCOMES = ("success", "failure", "refused")
+
+
+def journal_path() -> Path:
+    from .backup import backup_directory
+
+    return backup_directory() / JOURNAL_NAME
+
+
+@contextmanager
+def journal_operation(operation: str, *, database: str = DEFAULT_DB_ALIAS, actor: str | None = None):
+    """Like record_operation, for an operation that must not write the live database: the
+    entry goes to the journal (and the ``dbtools.oplog`` logger)."""
+    from .errors import RestoreRefused
+
+    record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
+    started = timezone.now()
+    t0 = time.monotonic()
+    try:
+        yield record
+    except BaseException as exc:
+        record.outcome = "refused" if isinstance(exc, RestoreRefused) else "failure"
+        if not record.message:
+            record.message = str(exc) or exc.__class__.__name__
+        raise
+    finally:
+        append_journal(record, started, time.monotonic() - t0)
+
+
+def append_journal(record: OperationRecord, started, seconds: float) -> None:
+    """One line in the journal; never raises (the operation's own result comes first)."""
+    entry = {
+        **asdict(record),
+        "started_at": started.isoformat(),
+        "finished_at": timezone.now().isoformat(),
+        "duration_ms": int(seconds * 1000),
+    }
+    logger.info("%s %s: %s", record.operation, record.outcome, record.message)
+    try:
+        path = journal_path()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as out:
+            if os.fstat(out.fileno()).st_size > JOURNAL_MAX_BYTES:
+                logger.warning("the operations journal %s is full; not journalled: %s", path, record.operation)
+                return
+            out.write(json.dumps(entry, default=str, separators=(",", ":")) + "\n")
+    except (OSError, TypeError, ValueError) as exc:
+        logger.warning("could not write the operations journal: %s", exc)
+
+
+def _entry(line: str) -> dict | None:
+    """A journal line as OperationLog's fields, or None when it is not a sound entry."""
+    try:
+        data = json.loads(line)
+        started = datetime.fromisoformat(data["started_at"])
+        finished = datetime.fromisoformat(data["finished_at"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    texts = ("operation", "actor", "database", "file", "checksum", "message")
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, ""), str) for k in texts):
+        return None
+    if data.get("outcome") not in OUTCOMES or not isinstance(data.get("details", {}), dict):
+        return None
+    duration = data.get("duration_ms", 0)
+    if not isinstance(duration, int) or duration < 0 or started.tzinfo is None or finished.tzinfo is None:
+        return None
+    return {
+        "started_at": started,
+        "finished_at": finished,
+        "operation": data["operation"][:32],
+        "actor": data.get("actor", "")[:150],
+        "database": data.get("database", DEFAULT_DB_ALIAS)[:64],
+        "outcome": data["outcome"],
+        "duration_ms": duration,
+        "file": data.get("file", "")[:1024],
+        "checksum": data.get("checksum", "")[:128],
+        "message": data.get("message", "")[:10_000],
+        "details": data.get("details", {}),
+    }
+
+
+def pending_journal(database: str | None = None) -> list[dict]:
+    """The journal's sound entries (of ``database``, if given), oldest first; [] when none."""
+    try:
+        with open(journal_path(), encoding="utf-8", errors="replace") as f:
+            text = f.read(JOURNAL_MAX_BYTES + 4096)
+    except OSError:
+        return []
+    entries = [e for e in map(_entry, text.splitlines()) if e is not None]
+    return [e for e in entries if database is None or e["database"] == database]
+
+
+def merge_journal(alias: str) -> int:
+    """Move the journal's entries into the operations log of ``alias``; returns how many.
+
+    The journal is claimed by a rename first, so two processes never merge it twice; an
+    entry for another database stays in a new journal.
+    """
+    from .models import OperationLog
+
+    path = journal_path()
+    claimed = path.with_name(f"{JOURNAL_NAME}.{os.getpid()}.merging")
+    try:
+        os.rename(path, claimed)
+    except OSError:
+        return 0  # no journal (the usual case), or another process has it
+    try:
+        with open(claimed, encoding="utf-8", errors="replace") as f:
+            entries = [e for e in map(_entry, f.read(JOURNAL_MAX_BYTES + 4096).splitlines()) if e]
+        mine = [e for e in entries if e["database"] == alias]
+        OperationLog.objects.using(alias).bulk_create(OperationLog(**e) for e in mine)
+        others = [e for e in entries if e["database"] != alias]
+    except Exception as exc:
+        os.replace(claimed, path)  # put it back for the next try
+        logger.warning("could not merge the operations journal: %s", exc)
+        return 0
+    claimed.unlink(missing_ok=True)
+    for entry in others:  # kept for their own database's next log write
+        record = OperationRecord(
+            **{k: entry[k] for k in ("operation", "database", "actor", "file", "checksum", "message", "details")},
+            outcome=entry["outcome"],
+        )
+        append_journal(record, entry["started_at"], entry["duration_ms"] / 1000)
+    return len(mine)

@@ -17,9 +17,9 @@ The pipeline (``restore_backup``), in order:
    one transaction, MariaDB one RENAME TABLE statement);
 8. validation of the restored database, the restore logged, a summary returned.
 
-Until step 7 the live database is not written to (refusals are logged to the
-``dbtools.restore`` logger, not to the live database's operations log, so a refused
-restore leaves a SQLite file byte-for-byte as it was). ``check_restore`` runs steps 2,
+Until step 7 the live database is not written to (refusals go to the operations journal
+beside the backups, not to the live database's operations log, so a refused restore
+leaves a SQLite file byte-for-byte as it was; the next logged operation moves them in). ``check_restore`` runs steps 2,
 3 and the migrations of 6 on a scratch database and stops there.
 """
 
@@ -33,16 +33,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.utils import timezone
 
 from . import backup as backups
 from . import signing
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
-from .oplog import record_operation
+from .oplog import journal_operation, record_operation
 from .retention import RetentionPolicy
 from .streams import Check, NotRegularFile, open_regular
 
@@ -611,7 +613,18 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
 
     Returns a RestoreCheckResult (``ok`` says whether the backup would restore). Raises
     CouldNotRun when the check itself cannot run (no such file, database unreachable).
+    The verdict goes to the operations journal (the live database is not written to).
     """
+    with journal_operation("restore-check", database=database) as record:
+        record.file = str(source or "--latest")
+        result = _check_restore(source, database, force=force, progress=progress)
+        record.file = result.path
+        record.outcome = "success" if result.ok else "refused"
+        record.message = result.reason
+    return result
+
+
+def _check_restore(source, database: str, *, force: bool, progress: Progress | None):
     say = progress or (lambda message: None)
     t0 = time.monotonic()
     if database not in connections:
@@ -729,17 +742,30 @@ def restore_backup(
                     }
                     record.message = f"restored {path.name}"
     except RestoreRefused as exc:
-        # INFO: the caller reports it (the command's one line on stderr, the API's log).
-        logger.info("restore of %s refused: %s", path, exc)
+        # Refused before the swap: the live database is as it was, so the refusal goes to
+        # the journal (the dashboard shows it; the next logged operation moves it in).
+        _journal_refusal(path, database, actor, "refused", exc, t0)
         raise
     except DbtoolsError as exc:
-        logger.info("restore of %s failed: %s", path, exc)
+        if not isinstance(exc, RestoreFailed):  # a RestoreFailed is in the log already
+            _journal_refusal(path, database, actor, "failure", exc, t0)
         raise
     result.checks = checks.items
     say("validating the restored database")
     _validate(database, actor, result)
     result.duration_s = time.monotonic() - t0
     return result
+
+
+def _journal_refusal(path: Path, database: str, actor: str | None, outcome: str, exc, t0: float) -> None:
+    from .oplog import OperationRecord, append_journal, os_user
+
+    record = OperationRecord(
+        operation="restore", database=database, actor=actor or os_user(), file=str(path), message=str(exc)
+    )
+    record.outcome = outcome
+    seconds = time.monotonic() - t0
+    append_journal(record, timezone.now() - timedelta(seconds=seconds), seconds)
 
 
 def _live_counts(database: str) -> dict[str, int]:

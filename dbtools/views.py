@@ -18,6 +18,7 @@ from health_check.views import HealthCheckView
 from . import monitor
 from .errors import DbtoolsError
 from .health import CHECKS
+from .oplog import pending_journal
 
 
 class HealthView(HealthCheckView):
@@ -75,6 +76,10 @@ def _dashboard_context(request, database: str) -> dict:
             conn = monitor.connection_info(database)
             last = last_report(database)
             operations = list(OperationLog.objects.using(database).order_by("-started_at", "-id")[:12])
+            # Refused restores and checks wait in the journal until the next logged operation.
+            operations = sorted(
+                operations + pending_journal(database), key=lambda op: _field(op, "started_at"), reverse=True
+            )[:12]
         except DatabaseError:
             pass
     trend = _backup_trend(database, health.checked_at, connected)
@@ -103,6 +108,11 @@ def _dashboard_context(request, database: str) -> dict:
         "trend": trend,
         "render_ms": lambda: round((time.perf_counter() - t0) * 1000),
     }
+
+
+def _field(op, name: str):
+    """A field of an OperationLog row or of a journal entry (a dict)."""
+    return op[name] if isinstance(op, dict) else getattr(op, name)
 
 
 def _backup_trend(database: str, now, connected: bool) -> dict:
