@@ -59,6 +59,13 @@ def record_operation(
     An exception marks the entry as a failure (``refused`` for RestoreRefused) and is
     re-raised. Failing to write the log never hides the operation's own result.
     """
+    with _timed(operation, database, actor, lambda r, t, s: write_entry(r, t, s, log_alias or database)) as record:
+        yield record
+
+
+@contextmanager
+def _timed(operation: str, database: str, actor: str | None, write) -> Iterator[OperationRecord]:
+    """An OperationRecord for the block; ``write(record, started, seconds)`` when it ends."""
     from .errors import RestoreRefused
 
     record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
@@ -72,7 +79,7 @@ def record_operation(
             record.message = str(exc) or exc.__class__.__name__
         raise
     finally:
-        write_entry(record, started, time.monotonic() - t0, log_alias or database)
+        write(record, started, time.monotonic() - t0)
 
 
 def write_entry(record: OperationRecord, started, seconds: float, alias: str) -> None:
@@ -115,20 +122,8 @@ def journal_path() -> Path:
 def journal_operation(operation: str, *, database: str = DEFAULT_DB_ALIAS, actor: str | None = None):
     """Like record_operation, for an operation that must not write the live database: the
     entry goes to the journal (and the ``dbtools.oplog`` logger)."""
-    from .errors import RestoreRefused
-
-    record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
-    started = timezone.now()
-    t0 = time.monotonic()
-    try:
+    with _timed(operation, database, actor, append_journal) as record:
         yield record
-    except BaseException as exc:
-        record.outcome = "refused" if isinstance(exc, RestoreRefused) else "failure"
-        if not record.message:
-            record.message = str(exc) or exc.__class__.__name__
-        raise
-    finally:
-        append_journal(record, started, time.monotonic() - t0)
 
 
 def append_journal(record: OperationRecord, started, seconds: float) -> None:

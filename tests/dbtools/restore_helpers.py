@@ -181,3 +181,17 @@ def reseal(backup: Path) -> None:
     data["size"] = backup.stat().st_size
     data.pop("signature", None)
     write_manifest(backup, BackupManifest.from_dict(data))
+
+
+def run_command(name: str, *args) -> tuple[int, str, str]:
+    """call_command(name, ...) -> (exit status, stdout, stderr), as the shell would see them."""
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return exc.returncode, out.getvalue(), str(exc)
+    return 0, out.getvalue(), err.getvalue()

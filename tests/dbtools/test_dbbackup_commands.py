@@ -17,18 +17,9 @@ from accounts.models import User
 from dbtools.backup import create_backup, list_backups, read_manifest
 
 from .restore_helpers import data_digest, live_fingerprint, make_data, text_file
+from .restore_helpers import run_command as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run(command: str, *args) -> tuple[int, str, str]:
-    """call_command(command, ...) -> (exit status, stdout, stderr), as the shell would see them."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(command, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def backup_files(directory: Path) -> list[Path]:

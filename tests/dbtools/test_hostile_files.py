@@ -16,18 +16,16 @@ import sys
 import tempfile
 import threading
 import time
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
 from dbtools.backup import create_backup, list_backups
 from dbtools.engines import get_engine
 
 from .backup_support import closed_port_url, scratch_leftovers
-from .restore_helpers import live_fingerprint, make_data
+from .restore_helpers import live_fingerprint, make_data, run_command
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,16 +39,6 @@ COMMANDS = (
 
 def backup_like_name() -> str:
     return f"db_backup_20260101_000000.{get_engine().dump_extension}.zst"
-
-
-def run_command(name: str, *args) -> tuple[int, str, str]:
-    """call_command -> (exit status, stdout, stderr) as the shell would see them."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def run_within(limit: float, unblock, name: str, *args) -> tuple[int, str, str]:

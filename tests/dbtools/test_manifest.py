@@ -9,11 +9,9 @@ reason, ``/health/`` and ``/admin/health/`` answer 200, ``dbstats`` and a nightl
 import json
 import os
 import shutil
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.test import Client
 
 from accounts.models import User
@@ -23,6 +21,7 @@ from dbtools.manifest import MAX_MANIFEST_BYTES, manifest_path, manifest_problem
 from dbtools.monitor import backup_state
 
 from .restore_helpers import edit_manifest, live_fingerprint, make_data
+from .restore_helpers import run_command as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,15 +85,6 @@ def plant(good_backup: Path, case: str) -> Path:
     good = json.loads(manifest_path(good_backup).read_text())
     manifest_path(bad).write_text(build(good), encoding="utf-8", errors="surrogateescape")
     return bad
-
-
-def run(command: str, *args) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(command, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(params=sorted(BAD_MANIFESTS))

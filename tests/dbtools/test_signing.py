@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import User
@@ -31,21 +31,12 @@ from .restore_helpers import (
     reseal,
     tamper_manifest,
 )
+from .restore_helpers import run_command as run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 KEY_A = "first-key-of-this-installation-0123456789"
 KEY_B = "a-key-of-some-other-installation-987654321"
-
-
-def run(command: str, *args) -> tuple[int, str, str]:
-    """call_command -> (exit status, stdout, stderr) as the shell would see them."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(command, *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return exc.returncode, out.getvalue(), str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def assert_refused(command: str, args, fragment: str, exit_code: int = 1) -> str:
