@@ -565,10 +565,8 @@ def _deep_checks_with_hash(path: Path, manifest: BackupManifest, engine, level: 
             found = [Check("decompress", False, f"the file does not decompress: {exc}")]
         except ForeignContent as exc:
             found = [Check("content", False, str(exc))]
-        except VerificationFailed as exc:
+        except VerificationFailed as exc:  # a wrong or missing decryption key too
             found = [Check("restore", False, str(exc))]
-        except CouldNotRun as exc:
-            found = [Check("decrypt", False, str(exc))]
         finally:
             if stream is not None:
                 stream.close()
