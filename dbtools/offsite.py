@@ -429,9 +429,7 @@ def offsite_state(now=None) -> dict:
         except DbtoolsError as exc:
             state.update(ok=False, error=str(exc))
         else:
-            dated = sorted(
-                ((backup_time(n), n, o.size) for n, o in objects.items() if backup_time(n)), reverse=True
-            )
+            dated = sorted(((backup_time(n), n, o.size) for n, o in objects.items() if backup_time(n)), reverse=True)
             state["count"] = len(objects)
             if dated:
                 created, name, size = dated[0]

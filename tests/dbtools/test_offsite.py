@@ -124,6 +124,7 @@ def test_list_shows_where_each_backup_lives(store):
     both = create_backup().path
     offsite_only = create_backup().path
     drop_local(offsite_only)
+    before = offsite_dirs()
 
     code, out, err = run("backup", "--list")
     assert code == 0 and not err, err
@@ -141,9 +142,7 @@ def test_list_shows_where_each_backup_lives(store):
     assert listed[both.name]["locations"] == ["local", "offsite"]
     assert listed[offsite_only.name]["locations"] == ["offsite"]
     assert listed[offsite_only.name]["signed"] is True and listed[offsite_only.name]["verified"] is True
-    assert offsite_dirs() == set() or all(
-        not list((Path(tempfile.gettempdir()) / d).iterdir()) for d in offsite_dirs()
-    )
+    assert offsite_dirs() == before, "the manifests' temporary directory is removed"
 
 
 def test_list_with_the_store_down_warns_and_lists_the_local_ones(store):

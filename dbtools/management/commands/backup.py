@@ -90,7 +90,15 @@ class Command(BaseCommand):
             keep_monthly=options["keep_monthly"],
         )
         # Heartbeats (MCMANAGER_BACKUP_PING_URL) for the cron jobs: a backup and a prune.
-        job = None if options["list"] or options["check"] else "backup --prune" if options["prune"] else "backup"
+        job = (
+            None
+            if options["list"] or options["check"]
+            else "backup --prune"
+            if options["prune"]
+            else "backup --sync"
+            if options["sync"]
+            else "backup"
+        )
         with heartbeat(job):
             try:
                 if options["list"]:
