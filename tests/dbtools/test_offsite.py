@@ -35,9 +35,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(settings, s3_server):
-    """MCMANAGER_OFFSITE_URL pointing at the test server's bucket; no cached store state."""
+def store(settings, s3_server, tmp_path, monkeypatch):
+    """MCMANAGER_OFFSITE_URL pointing at the test server's bucket; no cached store state.
+
+    Temporary files go to a directory of this test's, so the check that no downloaded
+    copy is left behind sees this test's leftovers only (not another run's).
+    """
     settings.MCMANAGER_OFFSITE_URL = f"s3://backups/{PREFIX}"
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     offsite.forget_state()
     yield s3_server
     offsite.forget_state()
@@ -339,6 +346,8 @@ def manage(instance: Path, database_url: str, server, *args):
         DJANGO_SETTINGS_MODULE="mcmanager.settings",
     )
     env.pop("DJANGO_DEBUG", None)
+    (instance / "tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(instance / "tmp")
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
         cwd=ROOT,
@@ -377,5 +386,6 @@ def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
         names = [n for n in os.listdir(second / "backups") if not n.endswith(".json")]
         # Only the new machine's own safety backup; the downloaded copy is gone.
         assert len(names) == 1 and "pre-restore" in (second / "backups" / (names[0] + ".json")).read_text()
+        assert list((second / "tmp").iterdir()) == [], "the downloaded copy is removed"
     finally:
         drop()
