@@ -249,6 +249,7 @@ def upload_backup(store: OffsiteStore, path) -> dict:
     outcome = {"url": store.where(path.name), "uploaded": False, "error": ""}
     try:
         manifest = read_manifest(path)
+        _refuse_overwrite(store, path.name, manifest.sha256)
         store.upload(path, manifest_path(path), manifest.sha256)
     except DbtoolsError as exc:
         outcome["error"] = str(exc)
@@ -256,6 +257,23 @@ def upload_backup(store: OffsiteStore, path) -> dict:
         outcome["uploaded"] = True
     forget_state()
     return outcome
+
+
+def _refuse_overwrite(store: OffsiteStore, name: str, sha256: str, objects: dict | None = None) -> None:
+    """A copy of another backup under the same name (another machine on the same prefix, a
+    name reused after a local deletion) is never replaced: BackupFailed instead."""
+    if name not in (store.list() if objects is None else objects):
+        return
+    with private_download_dir() as tmp:
+        try:
+            theirs = fetch_checked_manifest(store, name, tmp).sha256
+        except VerificationFailed:
+            theirs = None
+    if theirs != sha256:
+        raise BackupFailed(
+            f"{store.where(name)} already holds another backup of that name; not overwritten "
+            "(give each machine its own prefix in MCMANAGER_OFFSITE_URL)"
+        )
 
 
 def backup_time(name: str):
@@ -373,7 +391,12 @@ def sync_backups(directory=None) -> SyncResult:
         if info.problem or not info.verified or not info.signed:
             continue
         if info.name in objects:
-            result.present.append(info.name)
+            try:
+                _refuse_overwrite(store, info.name, info.manifest.sha256, objects)
+            except DbtoolsError as exc:
+                result.failed[info.name] = str(exc)
+            else:
+                result.present.append(info.name)
             continue
         outcome = upload_backup(store, info.path)
         if outcome["uploaded"]:

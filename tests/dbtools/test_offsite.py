@@ -111,6 +111,23 @@ def test_failed_upload_keeps_the_local_backup_and_exits_1(store):
     assert entry.details["offsite"]["uploaded"] is False and entry.details["offsite"]["error"]
 
 
+def test_another_backup_of_the_same_name_offsite_is_not_overwritten(store, settings):
+    make_data("a")
+    settings.MCMANAGER_OFFSITE_URL = ""
+    mine, other = create_backup().path, create_backup().path
+    settings.MCMANAGER_OFFSITE_URL = f"s3://backups/{PREFIX}"
+    # Another machine's backup under the name of mine (the same prefix, the same second).
+    for suffix in ("", ".json"):
+        body = Path(str(other) + suffix).read_bytes()
+        s3().put_object(Bucket="backups", Key=f"{PREFIX}/{mine.name}{suffix}", Body=body)
+    code, out, err = run("backup", "--sync")
+    assert code == 1
+    assert f"offsite upload of {mine.name} failed" in err and "already holds another backup" in err
+    assert "\n" not in err.strip()
+    assert out.splitlines() == [f"uploaded: {other.name}"]
+    assert object_sha256(mine.name) == read_manifest(other).sha256, "theirs is left as it was"
+
+
 def test_restore_safety_backup_is_not_uploaded(store):
     make_data("a")
     first = create_backup().path
@@ -217,6 +234,27 @@ def test_latest_prefers_a_newer_offsite_copy_over_an_older_local_one(store):
     assert data_digest() == expected
 
 
+def test_latest_with_the_store_down_restores_the_local_backup(store):
+    make_data("a")
+    expected = data_digest()
+    create_backup()
+    make_data("b")
+    store.stop()
+    code, out, err = run("restore", "--latest", "--noinput")
+    assert code == 0, err
+    assert data_digest() == expected
+
+
+def test_latest_with_the_store_down_and_nothing_here_cannot_run(store):
+    make_data("a")
+    drop_local(create_backup().path)
+    store.stop()
+    before = live_fingerprint()
+    code, out, err = run("restore", "--latest", "--noinput")
+    assert code == 2 and "no verified, signed backup here, and offsite listing" in err
+    assert "\n" not in err.strip() and live_fingerprint() == before
+
+
 def test_tampered_offsite_object_is_refused_before_it_is_loaded(store):
     make_data("a")
     path = create_backup().path
@@ -265,9 +303,27 @@ def test_retention_deletes_offsite_copies_of_deleted_backups_and_keeps_the_newes
     keys = {o["Key"] for o in s3().list_objects_v2(Bucket="backups").get("Contents", [])}
     assert not any(first.name in k or second.name in k for k in keys)
 
+
+def test_prune_command_deletes_offsite_copies_too_but_not_on_a_dry_run(store):
+    make_data("a")
+    paths = [create_backup(retention=RetentionPolicy()).path for _ in range(3)]
+    listed = offsite.OffsiteStore.from_settings().list
+    code, out, err = run("backup", "--prune", "--keep-last", "1", "--dry-run")
+    assert code == 0 and set(listed()) == {p.name for p in paths}
     code, out, err = run("backup", "--prune", "--keep-last", "1")
-    assert code == 0
-    assert set(offsite.OffsiteStore.from_settings().list()) == {third.name}, "the newest verified stays"
+    assert code == 0, err
+    assert f"deleted offsite: {paths[0].name}" in out and f"deleted offsite: {paths[1].name}" in out
+    assert set(listed()) == {paths[2].name}, "the newest verified stays, in both places"
+    assert [i.name for i in list_backups()] == [paths[2].name]
+
+
+def test_offsite_only_copies_are_not_pruned(store):
+    make_data("a")
+    old, second, third = (create_backup(retention=RetentionPolicy()).path for _ in range(3))
+    drop_local(old)
+    code, out, err = run("backup", "--prune", "--keep-last", "1")
+    assert code == 0, err
+    assert set(offsite.OffsiteStore.from_settings().list()) == {old.name, third.name}
 
 
 def test_sync_uploads_what_is_missing(store, settings):
