@@ -112,6 +112,7 @@ class BackupResult:
     verification: VerificationResult
     duration: float
     pruned: PruneResult | None = None
+    offsite: dict | None = None  # the upload's outcome (dbtools.offsite.upload_backup); None: no store
 
     def as_dict(self) -> dict:
         return {
@@ -120,6 +121,7 @@ class BackupResult:
             "manifest": self.manifest.as_dict(),
             "verification": self.verification.as_dict(),
             "pruned": self.pruned.as_dict() if self.pruned else None,
+            "offsite": self.offsite,
         }
 
 
@@ -140,6 +142,7 @@ class BackupInfo:
     schema: str = ""
     signed: bool | None = None
     signature: str = ""
+    locations: list[str] = field(default_factory=lambda: ["local"])  # "local", "offsite" (dbtools.offsite)
 
     @property
     def bad(self) -> bool:
@@ -163,6 +166,7 @@ class BackupInfo:
             "signature": self.signature,
             "database_alias": self.manifest.database_alias if self.manifest else None,
             "sha256": self.manifest.sha256 if self.manifest else None,
+            "locations": self.locations,
         }
 
 
@@ -292,6 +296,7 @@ def create_backup(
     take_lock: bool = True,
     retention: RetentionPolicy | None = None,
     check_rows: bool = True,
+    offsite: bool = True,
 ) -> BackupResult:
     """Write a verified backup of ``database`` into the backup directory and return where it is.
 
@@ -302,6 +307,9 @@ def create_backup(
     MCMANAGER_KEEP_* settings) is applied after a successful backup. ``check_rows=False``
     leaves out SQLite's check of every row against its CHECK constraints (informative,
     never fatal): restore's safety backup, whose rows the restore replaces anyway.
+    With MCMANAGER_OFFSITE_URL set (and ``offsite``), the backup and its manifest are then
+    uploaded and read back; a failed upload does not raise (the local backup is good): the
+    result's ``offsite`` and the operations log say it, and the caller decides.
     """
     compression = compress or settings.MCMANAGER_BACKUP_COMPRESSION
     if compression not in COMPRESSIONS:
@@ -330,13 +338,33 @@ def create_backup(
         record.checksum = manifest.sha256
         record.details.update(size=manifest.size, verification=verify, compression=compression)
         record.message = f"{path.name}: {manifest.size} bytes, {sum(manifest.row_counts.values())} rows"
-    pruned = None
-    policy = retention if retention is not None else RetentionPolicy.from_settings()
-    if not policy.is_empty:
-        pruned = prune_backups(policy, directory)
+        pruned = None
+        policy = retention if retention is not None else RetentionPolicy.from_settings()
+        if not policy.is_empty:
+            pruned = prune_backups(policy, directory)
+        uploaded = _upload_offsite(path, record) if offsite else None
     return BackupResult(
-        path=path, manifest=manifest, verification=verification, duration=time.monotonic() - started, pruned=pruned
+        path=path,
+        manifest=manifest,
+        verification=verification,
+        duration=time.monotonic() - started,
+        pruned=pruned,
+        offsite=uploaded,
     )
+
+
+def _upload_offsite(path: Path, record) -> dict | None:
+    """The offsite copy of a new backup (after local retention), its outcome in the operations log."""
+    from .offsite import OffsiteStore, upload_backup
+
+    store = OffsiteStore.from_settings()
+    if store is None:
+        return None
+    outcome = upload_backup(store, path)
+    record.details["offsite"] = outcome
+    if not outcome["uploaded"]:
+        record.message += f"; the offsite upload failed: {outcome['error']}"
+    return outcome
 
 
 def _write_backup(database, directory, compression, verify, reason, actor, started, check_rows=True):

@@ -307,7 +307,15 @@ def backup_state(directory: Path | None = None) -> dict:
         "recent": [describe(b) for b in backups[:5]],
         "newest_unsigned": describe(unsigned) if unsigned else None,
         "bad": bad,
+        "offsite": _offsite_state(),
     }
+
+
+def _offsite_state() -> dict:
+    """The newest offsite copy and its age (dbtools.offsite.offsite_state: cached for a minute)."""
+    from .offsite import offsite_state
+
+    return offsite_state(timezone.now())
 
 
 def table_counts(database: str = DEFAULT_DB_ALIAS, *, exact: bool = True) -> tuple[dict[str, int], bool]:
@@ -581,14 +589,43 @@ def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
             "Run python manage.py backup, and check that the nightly cron job runs.",
             details,
         )
+    offsite = state["offsite"]
+    details["offsite"] = offsite
+    message = f"newest verified backup {human_age(verified['age_seconds'])} old{aside}"
+    trouble = _offsite_trouble(offsite, max_hours)
+    if trouble:
+        # The local backups are fresh: the data is safe from everything but the machine's loss.
+        return CheckResult(
+            "backup_freshness",
+            title,
+            DEGRADED,
+            f"{message}; {trouble}",
+            "Check the offsite store (MCMANAGER_OFFSITE_URL, AWS_*), then python manage.py backup --sync.",
+            details,
+        )
+    if offsite["newest"]:
+        message += f"; newest offsite copy {human_age(offsite['newest']['age_seconds'])} old"
     return CheckResult(
         "backup_freshness",
         title,
         HEALTHY,
-        f"newest verified backup {human_age(verified['age_seconds'])} old{aside}",
+        message,
         "python manage.py backup --list shows the bad entries and why." if bad else "",
         details,
     )
+
+
+def _offsite_trouble(offsite: dict, max_hours: float) -> str:
+    """Why the offsite copies are not what they should be ("" when fine or not configured)."""
+    if not offsite["configured"]:
+        return ""
+    if not offsite["ok"]:
+        return "the offsite store does not answer"  # no URL or reason: /health/ is public
+    if offsite["newest"] is None:
+        return "no offsite copy"
+    if offsite["newest"]["age_seconds"] > max_hours * 3600:
+        return f"the newest offsite copy is {human_age(offsite['newest']['age_seconds'])} old"
+    return ""
 
 
 def backup_dir_free_mb(directory: Path | None = None) -> int:

@@ -248,6 +248,54 @@ def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: 
     raise CouldNotRun(f"no such backup: {source} (neither a file nor a name in {backups.backup_directory()})")
 
 
+@contextmanager
+def fetched_source(source, *, latest: bool, database: str, force: bool = False) -> Iterator[Path]:
+    """``resolve_source``, reaching for the offsite store (MCMANAGER_OFFSITE_URL) when needed.
+
+    A name missing here, or (``latest``) an offsite backup newer than the newest local
+    one, is downloaded into a private temporary directory: manifest first (signature
+    checked), then the file (size and sha256 checked as it streams); the normal pipeline
+    then runs on that copy, and the directory goes when the block ends, whatever happens.
+    """
+    from . import offsite
+
+    store = offsite.OffsiteStore.from_settings()
+    if store is None:
+        yield resolve_source(source, latest=latest, database=database)
+        return
+    with offsite.private_download_dir() as tmp:
+        yield _local_or_offsite(store, Path(tmp), source, latest, database, force)
+
+
+def _local_or_offsite(store, tmp: Path, source, latest: bool, database: str, force: bool) -> Path:
+    from . import offsite
+
+    if latest and not source:
+        vendor = get_engine(database).vendor
+        local = backups.latest_verified_backup(engine=vendor)
+        try:
+            fetched = offsite.fetch_latest(store, tmp, vendor, local)
+        except CouldNotRun as exc:
+            if local is None:
+                raise CouldNotRun(f"no verified, signed backup here, and {exc}") from None
+            logger.warning("restore --latest: offsite copies not considered: %s", exc)
+            fetched = None
+        return fetched or resolve_source(None, latest=True, database=database)
+    try:
+        return resolve_source(source, latest=latest, database=database)
+    except CouldNotRun:
+        name = str(source or "")
+        if not name or latest or Path(name).name != name:
+            raise
+        fetched = offsite.fetch_named(store, tmp, name, force)
+        if fetched is None:
+            raise CouldNotRun(
+                f"no such backup: {name} (neither a file, a name in {backups.backup_directory()}, "
+                f"nor a copy at {store.url})"
+            ) from None
+        return fetched
+
+
 # --- checks on the file -------------------------------------------------------------
 
 
@@ -614,17 +662,22 @@ def check_restore(source, database: str = DEFAULT_DB_ALIAS, *, force: bool = Fal
     Returns a RestoreCheckResult (``ok`` says whether the backup would restore). Raises
     CouldNotRun when the check itself cannot run (no such file, database unreachable).
     The verdict goes to the operations journal (the live database is not written to).
+    ``source`` None is the newest verified backup, here or offsite (``fetched_source``).
     """
+    if database not in connections:
+        raise CouldNotRun(f"no database '{database}' in DATABASES")
+    get_engine(database).check_live_database()  # exit 2 before any download
     with journal_operation("restore-check", database=database) as record:
         record.file = str(source or "--latest")
-        result = _check_restore(source, database, force=force, progress=progress)
+        with fetched_source(source, latest=not source, database=database, force=force) as path:
+            result = _check_restore_at(path, database, force=force, progress=progress)
         record.file = result.path
         record.outcome = "success" if result.ok else "refused"
         record.message = result.reason
     return result
 
 
-def _check_restore(source, database: str, *, force: bool, progress: Progress | None):
+def _check_restore_at(path: Path, database: str, *, force: bool, progress: Progress | None):
     say = progress or (lambda message: None)
     t0 = time.monotonic()
     if database not in connections:
@@ -632,9 +685,6 @@ def _check_restore(source, database: str, *, force: bool, progress: Progress | N
     engine = get_engine(database)
     note = engine.check_live_database()  # exit 2 when it cannot take a restore
     backups.clean_scratch_leftovers(database)
-    path = resolve_source(source, latest=False, database=database) if source else None
-    if path is None:
-        path = resolve_source(None, latest=True, database=database)
     result = RestoreCheckResult(path=str(path), database=database, engine=engine.display_name)
     if note:
         result.notes.append(note)
@@ -681,15 +731,42 @@ def restore_backup(
     ``confirm`` (interactive runs) receives the RestorePlan and returns whether to go on.
     Raises RestoreRefused (nothing was touched), RestoreFailed (the live database is
     the old one, or the restored one when the failure came after the swap; the message
-    says which), LockHeld / CouldNotRun (could not run).
+    says which), LockHeld / CouldNotRun (could not run). A backup that is only offsite
+    is downloaded and checked first, and its copy removed at the end (``fetched_source``).
     """
+    if database not in connections:
+        raise CouldNotRun(f"no database '{database}' in DATABASES")
+    get_engine(database).check_live_database()  # exit 2 before any download
+    with fetched_source(source, latest=latest, database=database, force=force) as path:
+        return _restore_from(
+            path,
+            database=database,
+            force=force,
+            safety_backup=safety_backup,
+            migrate=migrate,
+            confirm=confirm,
+            actor=actor,
+            progress=progress,
+        )
+
+
+def _restore_from(
+    path: Path,
+    *,
+    database: str,
+    force: bool,
+    safety_backup: bool,
+    migrate: bool,
+    confirm: Callable[[RestorePlan], bool] | None,
+    actor: str | None,
+    progress: Progress | None,
+) -> RestoreResult:
     say = progress or (lambda message: None)
     t0 = time.monotonic()
     if database not in connections:
         raise CouldNotRun(f"no database '{database}' in DATABASES")
     engine = get_engine(database)
     engine.check_live_database()
-    path = resolve_source(source, latest=latest, database=database)
     checks = _Checks()
     try:
         with database_lock(database, "restore"):
@@ -791,6 +868,7 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
                 take_lock=False,
                 retention=RetentionPolicy(),
                 check_rows=False,
+                offsite=False,  # a restore neither waits for nor depends on the store
             )
         except DbtoolsError as exc:
             raise RestoreFailed(

@@ -58,6 +58,8 @@ class PruneResult:
     kept: dict[str, list[str]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)
+    offsite_deleted: list[str] = field(default_factory=list)  # their offsite copies (dbtools.offsite)
+    offsite_error: str = ""
 
     def as_dict(self) -> dict:
         return {
@@ -66,6 +68,8 @@ class PruneResult:
             "kept": self.kept,
             "deleted": self.deleted,
             "ignored": self.ignored,
+            "offsite_deleted": self.offsite_deleted,
+            "offsite_error": self.offsite_error,
         }
 
 
@@ -108,7 +112,9 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
     Backups are grouped by engine and database alias, so two databases sharing a
     directory are each pruned on their own. Unverified or unsigned backups, bad entries,
     files that are not our backups, and everything when the policy is empty are left
-    alone. A file that cannot be deleted is reported in ``ignored``, not raised.
+    alone. A file that cannot be deleted is reported in ``ignored``, not raised. With an
+    offsite store, the copies of the deleted backups are deleted there too (only those:
+    the same policy in both places; the store's failure is ``offsite_error``, not raised).
     """
     from .backup import list_backups
     from .manifest import manifest_path
@@ -138,4 +144,8 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
                     result.ignored[info.name] = f"could not be deleted: {exc.strerror or exc}"
                     continue
             result.deleted.append(info.name)
+    if not dry_run:
+        from .offsite import delete_offsite_copies
+
+        result.offsite_deleted, result.offsite_error = delete_offsite_copies(result.deleted)
     return result

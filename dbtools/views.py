@@ -162,6 +162,8 @@ def backup_now(request):
     else:
         verification = "verified" if result.verification.ok else "NOT verified"
         messages.success(request, f"Backup {result.path.name} created and {verification}.")
+        if result.offsite and not result.offsite["uploaded"]:
+            messages.error(request, f"The offsite upload failed (the local backup is kept): {result.offsite['error']}")
     return HttpResponseRedirect(reverse("dbtools-health-dashboard"))
 
 

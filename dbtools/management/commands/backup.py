@@ -9,10 +9,11 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, list_backups, verify_backup
+from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, verify_backup
 from dbtools.checks import OPERATIONS_CHECKS
-from dbtools.errors import DbtoolsError
+from dbtools.errors import BackupFailed, DbtoolsError
 from dbtools.heartbeat import heartbeat
+from dbtools.offsite import list_everywhere, sync_backups
 from dbtools.retention import RetentionPolicy, prune_backups
 
 
@@ -58,6 +59,11 @@ class Command(BaseCommand):
         mode.add_argument("--list", action="store_true", help="List the backups, newest first.")
         mode.add_argument("--check", metavar="FILE", help="Verify an existing backup (at the --verify level).")
         mode.add_argument("--prune", action="store_true", help="Apply the retention policy without a new backup.")
+        mode.add_argument(
+            "--sync",
+            action="store_true",
+            help="Upload the verified, signed local backups that have no offsite copy (MCMANAGER_OFFSITE_URL).",
+        )
         parser.add_argument("--dry-run", action="store_true", help="With --prune: show what would be deleted.")
         parser.add_argument(
             "--force",
@@ -84,11 +90,24 @@ class Command(BaseCommand):
             keep_monthly=options["keep_monthly"],
         )
         # Heartbeats (MCMANAGER_BACKUP_PING_URL) for the cron jobs: a backup and a prune.
-        job = None if options["list"] or options["check"] else "backup --prune" if options["prune"] else "backup"
+        job = (
+            None
+            if options["list"] or options["check"]
+            else "backup --prune"
+            if options["prune"]
+            else "backup --sync"
+            if options["sync"]
+            else "backup"
+        )
         with heartbeat(job):
             try:
                 if options["list"]:
-                    return self.show_list(list_backups(options["output_dir"]), options)
+                    infos, warning = list_everywhere(options["output_dir"])
+                    if warning:
+                        self.stderr.write(f"warning: {warning}")
+                    return self.show_list(infos, options)
+                if options["sync"]:
+                    return self.show_sync(sync_backups(options["output_dir"]), options)
                 if options["check"]:
                     result = verify_backup(
                         options["check"], options["verify"], options["database"], force=options["force"]
@@ -105,6 +124,11 @@ class Command(BaseCommand):
                     reason=options["reason"],
                     retention=policy,
                 )
+                if result.offsite and not result.offsite["uploaded"]:
+                    raise BackupFailed(
+                        f"backup written and verified locally ({result.path}), but the offsite upload failed: "
+                        f"{result.offsite['error']}; the local backup is kept"
+                    )
             except DbtoolsError as exc:
                 raise CommandError(str(exc), returncode=exc.exit_code) from None
         if options["json"]:
@@ -112,6 +136,8 @@ class Command(BaseCommand):
             return
         if options["verbosity"] >= 1:
             self.stdout.write(str(result.path))
+            if result.offsite:
+                self.stdout.write(f"offsite: {result.offsite['url']} (read back, sha256 matches)")
         if options["verbosity"] >= 2:
             m = result.manifest
             self.stdout.write(
@@ -139,12 +165,26 @@ class Command(BaseCommand):
             else:
                 status = "NOT verified"
             signed = {True: "signed", False: "UNSIGNED", None: "-"}[info.signed]
+            where = "both" if len(info.locations) == 2 else info.locations[0]
             self.stdout.write(
-                f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {_size(info.size):>9}  "
+                f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {_size(info.size):>9}  {where:<7}  "
                 f"{info.engine or '-':<10} {info.reason or '-':<12} {signed:<9} {status}"
                 + (f"  schema {info.schema}" if info.schema else "")
                 + (f"  ({info.signature})" if info.signed is False else "")
             )
+
+    def show_sync(self, result, options) -> None:
+        if options["json"]:
+            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+        elif options["verbosity"] >= 1:
+            for name in result.uploaded:
+                self.stdout.write(f"uploaded: {name}")
+            if not result.uploaded and not result.failed:
+                self.stdout.write(f"Nothing to upload: {len(result.present)} backup(s) already offsite.")
+        if result.failed:
+            name, why = next(iter(result.failed.items()))
+            more = f" (and {len(result.failed) - 1} more)" if len(result.failed) > 1 else ""
+            raise CommandError(f"offsite upload of {name} failed: {why}{more}", returncode=1)
 
     def show_check(self, result, options) -> None:
         if options["json"]:
@@ -169,6 +209,10 @@ class Command(BaseCommand):
         verb = "would delete" if result.dry_run else "deleted"
         for name in result.deleted:
             self.stdout.write(f"{verb}: {name}")
+        for name in result.offsite_deleted:
+            self.stdout.write(f"deleted offsite: {name}")
+        if result.offsite_error:
+            self.stderr.write(f"warning: {result.offsite_error}")
         for name, reasons in sorted(result.kept.items(), reverse=True):
             self.stdout.write(f"keep: {name} ({', '.join(reasons)})")
         for name, why in sorted(result.ignored.items(), reverse=True):

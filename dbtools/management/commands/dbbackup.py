@@ -73,6 +73,7 @@ class Command(backup.Command):
                 list=False,
                 check=None,
                 prune=False,
+                sync=False,
                 dry_run=False,
                 force=False,
                 json=False,

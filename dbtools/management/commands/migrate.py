@@ -39,6 +39,9 @@ class Command(DjangoMigrateCommand):
                 ) from None
             if backup is not None and options["verbosity"] >= 1:
                 self.stdout.write(f"Pre-migrate backup: {backup.path}")
+            if backup is not None and backup.offsite and not backup.offsite["uploaded"]:
+                # The local backup protects this migration; the missing offsite copy is for backup --sync.
+                self.stderr.write(f"warning: the pre-migrate backup's offsite upload failed: {backup.offsite['error']}")
         if not plan:
             return super().handle(*args, **options)
         with record_operation("migrate", database=database) as record:
