@@ -5,11 +5,13 @@ Against a real S3-compatible server (moto's server mode on 127.0.0.1, fixture
 """
 
 import hashlib
+import http.server
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from io import StringIO
 from pathlib import Path
 
@@ -391,8 +393,9 @@ def test_health_state_is_cached_for_a_minute(store):
 # --- two machines -----------------------------------------------------------------------
 
 
-def manage(instance: Path, database_url: str, server, *args):
-    """manage.py as on a machine whose instance directory is ``instance`` (backups, signing key)."""
+def manage(instance: Path, database_url: str, server, *args, extra: dict | None = None):
+    """manage.py as on a machine whose instance directory is ``instance`` (backups, signing key);
+    ``extra``: more environment (encryption keys, a heartbeat URL)."""
     env = dict(s3_env(server), **signing_env())
     env.update(
         MCMANAGER_BACKUP_SIGNING_KEY_FILE=str(instance / "backup_signing_key"),
@@ -401,6 +404,7 @@ def manage(instance: Path, database_url: str, server, *args):
         MCMANAGER_OFFSITE_URL=f"s3://backups/{PREFIX}",
         DJANGO_SETTINGS_MODULE="mcmanager.settings",
     )
+    env.update(extra or {})
     env.pop("DJANGO_DEBUG", None)
     (instance / "tmp").mkdir(exist_ok=True)
     env["TMPDIR"] = str(instance / "tmp")
@@ -445,3 +449,65 @@ def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
         assert list((second / "tmp").iterdir()) == [], "the downloaded copy is removed"
     finally:
         drop()
+
+
+def test_encrypted_offsite_backup_restores_on_a_new_machine_and_the_monitor_saw_every_run(store, tmp_path):
+    """Issue 17's whole story: a backup made on one machine lands encrypted in the bucket,
+    a new machine with only the documented environment restores it, a heartbeat for each run."""
+    import boto3
+    from pyrage import x25519
+
+    from tests.conftest import database_url_for
+
+    from .test_heartbeat import _Recorder
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.heard = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "backup.agekey"
+    key_file.write_text(f"{identity}\n")
+    key_file.chmod(0o600)
+    extra = {
+        "MCMANAGER_BACKUP_ENCRYPT_TO": str(identity.to_public()),
+        "MCMANAGER_BACKUP_DECRYPT_KEY_FILE": str(key_file),
+        "MCMANAGER_BACKUP_PING_URL": f"http://127.0.0.1:{server.server_address[1]}/ping/machine",
+    }
+    try:
+        make_data("enc")
+        expected = data_digest()
+        first, second = tmp_path / "machine1", tmp_path / "machine2"
+        first.mkdir(mode=0o700)
+        second.mkdir(mode=0o700)
+        result = manage(first, database_url_for(), store, "backup", extra=extra)
+        assert result.returncode == 0, result.stderr
+        objects = boto3.client("s3").list_objects_v2(Bucket="backups", Prefix=PREFIX)["Contents"]
+        backup_key = next(o["Key"] for o in objects if not o["Key"].endswith(".json"))
+        body = boto3.client("s3").get_object(Bucket="backups", Key=backup_key)["Body"].read()
+        assert backup_key.endswith(".age") and body.startswith(b"age-encryption.org/v1\n")
+        key = (first / "backup_signing_key").read_bytes()
+        fd = os.open(second / "backup_signing_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(key)
+        url, drop = empty_database_url()
+        try:
+            assert manage(second, url, store, "migrate", "--noinput", extra=extra).returncode == 0
+            result = manage(second, url, store, "restore", "--check", "--latest", extra=extra)
+            assert result.returncode == 0, result.stderr
+            result = manage(second, url, store, "restore", "--latest", "--noinput", extra=extra)
+            assert result.returncode == 0, result.stderr
+            code = "from tests.dbtools.restore_helpers import data_digest; print(data_digest())"
+            result = manage(second, url, store, "shell", "-c", code, extra=extra)
+            assert result.stdout.strip().splitlines()[-1] == expected
+            assert list((second / "tmp").iterdir()) == [], "the downloaded copy is removed"
+        finally:
+            drop()
+        assert [(path, body.split(":")[0]) for path, body in server.heard] == [
+            ("/ping/machine/start", "backup"),
+            ("/ping/machine", "backup"),
+            ("/ping/machine/start", "restore --check"),
+            ("/ping/machine", "restore --check"),
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
