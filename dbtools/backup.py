@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from .encryption import AGE_MAGIC, EncryptingWriter, decrypting_reader, is_encrypted, parse_recipients
 from .engines import get_engine
-from .errors import BackupFailed, CouldNotRun, ForeignContent, VerificationFailed
+from .errors import BackupFailed, CouldNotRun, ForeignContent, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .manifest import (
     FORMAT_VERSION,
@@ -403,9 +403,7 @@ def _write_backup(database, directory, compression, verify, reason, actor, start
             engine=engine.vendor,
             server_version=engine.server_version(),
             database_alias=database,
-            database_name=Path(engine.settings_dict["NAME"]).name
-            if engine.vendor == "sqlite"
-            else engine.settings_dict["NAME"],
+            database_name=engine.backup_identity(),
             created_at=_iso(when),
             reason=reason,
             actor=actor,
@@ -799,11 +797,52 @@ def _backup_info(entry, stat, nodes, keys: Keyring) -> BackupInfo | None:
     return info
 
 
-def latest_verified_backup(directory=None, engine: str | None = None) -> BackupInfo | None:
-    """The newest backup that is signed by this installation, verified and sound (of ``engine``, if given)."""
+def belongs_to(manifest, database: str) -> bool:
+    """Whether a backup's manifest says it is of ``database``: its engine and its database's
+    name (Engine.backup_identity), not the alias, which another installation may share."""
+    engine = get_engine(database)
+    return (
+        manifest is not None and manifest.engine == engine.vendor and manifest.database_name == engine.backup_identity()
+    )
+
+
+def database_key(manifest) -> tuple[str, str]:
+    """Which database a manifest is of, as a key: retention prunes each database on its own."""
+    return (manifest.engine, manifest.database_name)
+
+
+def latest_verified_backup(directory=None, engine: str | None = None, database: str | None = None) -> BackupInfo | None:
+    """The newest backup that is signed by this installation, verified and sound: of ``database``
+    (its engine and database, see belongs_to) if given, else of ``engine`` if given."""
     for info in list_backups(directory):
-        if info.verified and info.signed and not info.problem and (engine is None or info.engine == engine):
+        if not (info.verified and info.signed and not info.problem):
+            continue
+        if database is not None and not belongs_to(info.manifest, database):
+            continue
+        if engine is None or info.engine == engine:
             return info
+    return None
+
+
+def newest_to_restore(candidates, database: str):
+    """``restore --latest``'s choice among ``candidates`` (newest first; each has ``.manifest``,
+    verified and signed): the newest of this database; on a new machine, whose database has
+    none yet, the newest of this engine if they are all of one database (the old machine's).
+    Backups of several other databases and none of this one: RestoreRefused naming them, so
+    a restore never picks another database's backup by guesswork. None when there is none."""
+    engine = get_engine(database)
+    usable = [c for c in candidates if c.manifest is not None and c.manifest.engine == engine.vendor]
+    for candidate in usable:
+        if belongs_to(candidate.manifest, database):
+            return candidate
+    names = sorted({c.manifest.database_name for c in usable})
+    if len(names) == 1:
+        return usable[0]
+    if names:
+        raise RestoreRefused(
+            f"no backup of database '{engine.backup_identity()}', and backups of {len(names)} other "
+            f"{engine.display_name} databases ({', '.join(names[:5])}): restore one by its file name"
+        )
     return None
 
 

@@ -240,6 +240,7 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
 
     name = Path(backup_path).name
     raw = _read_bounded(manifest_path(backup_path), name)
+    keys = keyring() if keys is None else keys
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except RecursionError:
@@ -247,12 +248,27 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     except ValueError as exc:
         first = (str(exc).splitlines() or ["?"])[0]
         raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first})") from None
-    problem = manifest_problem(data)
+    # The same bytes checked with the same keys give the same verdict: a listing of a year
+    # of backups (the dashboard, /health/) checks each manifest once per process, not per request.
+    memo_key = (raw, tuple(k.key_id for k in keys.keys), keys.problem)
+    if memo_key in _VERDICTS:
+        problem, authenticity = _VERDICTS[memo_key]
+    else:
+        problem = manifest_problem(data)
+        authenticity = None if problem is not None else check_signature(data, keys)
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()
+        _VERDICTS[memo_key] = (problem, authenticity)
     if problem is not None:
         raise VerificationFailed(f"the manifest of {name} is bad: {problem}")
     manifest = BackupManifest.from_dict(data)
-    manifest.authenticity = check_signature(data, keyring() if keys is None else keys)
+    manifest.authenticity = authenticity
     return manifest
+
+
+# read_manifest's verdicts by (manifest bytes, keys); bounded, cleared when full.
+_VERDICTS: dict = {}
+_VERDICTS_MAX = 4096
 
 
 def write_manifest(backup_path, manifest: BackupManifest) -> Path:

@@ -258,11 +258,14 @@ def migration_state(database: str = DEFAULT_DB_ALIAS) -> dict:
     }
 
 
-def backup_state(directory: Path | None = None) -> dict:
-    """The newest backup and the newest verified, signed one, with their ages (from dbtools.backup).
+def backup_state(directory: Path | None = None, database: str = DEFAULT_DB_ALIAS, listed=None) -> dict:
+    """The newest backup of ``database`` and its newest verified, signed one, with their ages.
 
-    Bad entries (no manifest, a manifest that is unreadable or wrong, a file that differs
-    from it) are listed apart, with their problems, and count for nothing else.
+    Only backups whose manifest says they are of this database count (backup.belongs_to:
+    its engine and its database, not the alias), whatever else shares the directory. Bad
+    entries (no manifest, a manifest that is unreadable or wrong, a file that differs from
+    it) are listed apart, with their problems, and count for nothing else. ``listed``: the
+    directory's listing when the caller has it already (the dashboard lists it once).
     """
     try:
         from .backup import list_backups
@@ -276,8 +279,11 @@ def backup_state(directory: Path | None = None) -> dict:
             "newest_unsigned": None,
             "bad": [],
         }
-    listed = list_backups(directory)
-    backups = [b for b in listed if not b.problem]
+    from .backup import belongs_to
+
+    listed = list_backups(directory) if listed is None else listed
+    backups = [b for b in listed if not b.problem and belongs_to(b.manifest, database)]
+    others = sum(1 for b in listed if not b.problem and not belongs_to(b.manifest, database))
     bad = [{"name": b.name, "problem": b.problem} for b in listed if b.problem]
     now = timezone.now()
 
@@ -307,6 +313,7 @@ def backup_state(directory: Path | None = None) -> dict:
         "recent": [describe(b) for b in backups[:5]],
         "newest_unsigned": describe(unsigned) if unsigned else None,
         "bad": bad,
+        "other_databases": others,
         "offsite": _offsite_state(),
     }
 
@@ -368,7 +375,7 @@ def collect_stats(database: str = DEFAULT_DB_ALIAS, *, exact: bool = True) -> Da
         connection_info=connection_info(database),
         performance_metrics=performance,
         migrations=migration_state(database),
-        backup=backup_state(),
+        backup=backup_state(database=database),
     )
 
 
@@ -557,7 +564,7 @@ def check_performance(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
 def check_backup_freshness(database: str = DEFAULT_DB_ALIAS) -> CheckResult:
     title = "Backup freshness"
     max_hours = settings.MCMANAGER_BACKUP_MAX_AGE_HOURS
-    state = backup_state()
+    state = backup_state(database=database)
     verified = state["newest_verified"]
     bad = state["bad"]
     details = {"max_age_hours": max_hours, "backups": state["count"], "bad_entries": bad}

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -492,14 +493,14 @@ def fetch_named(store: OffsiteStore, directory, name: str, force: bool = False) 
     return store.fetch(name, directory, manifest.size, manifest.sha256)
 
 
-def fetch_latest(store: OffsiteStore, directory, engine: str, local) -> Path | None:
-    """Download the newest offsite backup of ``engine`` newer than ``local`` (a BackupInfo or None).
+def fetch_latest(store: OffsiteStore, directory, database: str, local) -> Path | None:
+    """Download the newest offsite backup of ``database`` newer than ``local`` (a BackupInfo or None).
 
-    Only a copy whose manifest is signed by this installation, verified, of this engine
-    and of the size stored counts; the others are skipped (logged). None when the newest
-    usable backup is the local one. The store's failures raise (CouldNotRun).
+    Only a copy whose manifest is signed by this installation, verified, of this database
+    (backup.belongs_to) and of the size stored counts; the others are skipped (logged).
+    None when the newest usable backup is the local one. The store's failures raise (CouldNotRun).
     """
-    from .backup import backup_directory
+    from .backup import backup_directory, belongs_to, newest_to_restore
     from .signing import keyring
 
     objects = store.list()
@@ -507,6 +508,7 @@ def fetch_latest(store: OffsiteStore, directory, engine: str, local) -> Path | N
     floor = (backup_time(local.name) or local.created_at, local.name) if local is not None else None
     here = backup_directory()
     candidates = sorted(((backup_time(n), n) for n in objects if backup_time(n)), reverse=True)
+    others = []
     for created, name in candidates:
         if floor is not None and (created, name) <= floor:
             break
@@ -517,9 +519,14 @@ def fetch_latest(store: OffsiteStore, directory, engine: str, local) -> Path | N
         except VerificationFailed as exc:
             logger.warning("offsite copy %s skipped: %s", name, exc)
             continue
-        usable = manifest.signed and manifest.verified and manifest.engine == engine
-        if not usable or manifest.size != objects[name].size:
-            logger.info("offsite copy %s skipped: not a verified, signed %s backup of this size", name, engine)
+        if not (manifest.signed and manifest.verified) or manifest.size != objects[name].size:
+            logger.info("offsite copy %s skipped: not a verified, signed backup of this size", name)
             continue
-        return store.fetch(name, directory, manifest.size, manifest.sha256)
+        if belongs_to(manifest, database):
+            return store.fetch(name, directory, manifest.size, manifest.sha256)
+        others.append(SimpleNamespace(name=name, manifest=manifest))
+    # A new machine (no backup of its database here): the old machine's, when unambiguous.
+    choice = newest_to_restore(others, database) if local is None else None
+    if choice is not None:
+        return store.fetch(choice.name, directory, choice.manifest.size, choice.manifest.sha256)
     return None

@@ -232,11 +232,12 @@ def resolve_source(source: str | os.PathLike | None, *, latest: bool, database: 
         raise CouldNotRun("say which backup to restore: a file, a name in the backup directory, or --latest")
     engine = get_engine(database)
     if latest:
-        newest = backups.latest_verified_backup(engine=engine.vendor)
+        usable = [i for i in backups.list_backups() if i.verified and i.signed and not i.problem]
+        newest = backups.newest_to_restore(usable, database)
         if newest is not None:
             return Path(newest.path)
         raise RestoreRefused(
-            f"no verified, signed {engine.display_name} backup in {backups.backup_directory()} "
+            f"no verified, signed {engine.display_name} backup of this database in {backups.backup_directory()} "
             "(backup --list shows each one's state)"
         )
     path = Path(source).expanduser()
@@ -271,10 +272,10 @@ def _local_or_offsite(store, tmp: Path, source, latest: bool, database: str, for
     from . import offsite
 
     if latest and not source:
-        vendor = get_engine(database).vendor
-        local = backups.latest_verified_backup(engine=vendor)
+        usable = [i for i in backups.list_backups() if i.verified and i.signed and not i.problem]
+        local = backups.newest_to_restore(usable, database)
         try:
-            fetched = offsite.fetch_latest(store, tmp, vendor, local)
+            fetched = offsite.fetch_latest(store, tmp, database, local)
         except CouldNotRun as exc:
             if local is None:
                 raise CouldNotRun(f"no verified, signed backup here, and {exc}") from None

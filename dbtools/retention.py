@@ -109,14 +109,14 @@ def select_kept(backups, policy: RetentionPolicy) -> dict[str, list[str]]:
 def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False) -> PruneResult:
     """Delete the verified, signed backups (with their manifests) that ``policy`` does not keep.
 
-    Backups are grouped by engine and database alias, so two databases sharing a
-    directory are each pruned on their own. Unverified or unsigned backups, bad entries,
+    Backups are grouped by the database they are of (engine and database, not the alias:
+    backup.database_key), so two databases sharing a directory are each pruned on their own. Unverified or unsigned backups, bad entries,
     files that are not our backups, and everything when the policy is empty are left
     alone. A file that cannot be deleted is reported in ``ignored``, not raised. With an
     offsite store, the copies of the deleted backups are deleted there too (only those:
     the same policy in both places; the store's failure is ``offsite_error``, not raised).
     """
-    from .backup import list_backups
+    from .backup import database_key, list_backups
     from .manifest import manifest_path
 
     result = PruneResult(policy=policy, dry_run=dry_run)
@@ -129,7 +129,7 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
         elif not info.signed:
             result.ignored[info.name] = f"not signed by this installation ({info.signature}): does not count"
         else:
-            groups[(info.engine, info.manifest.database_alias)].append(info)
+            groups[database_key(info.manifest)].append(info)
     for infos in groups.values():
         kept = select_kept(infos, policy)
         result.kept.update(kept)

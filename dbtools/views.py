@@ -65,7 +65,10 @@ def _dashboard_context(request, database: str) -> dict:
     health = monitor.health_report(database)
     connected = health.checks[0].status != monitor.UNHEALTHY
     counts, counts_exact, size, conn, last, operations = None, True, None, None, None, []
-    backups = monitor.backup_state()
+    from .backup import list_backups
+
+    listed = list_backups()  # once: the backup figures and the trend chart read it
+    backups = monitor.backup_state(database=database, listed=listed)
     if connected:
         try:
             from .engines import get_engine
@@ -82,7 +85,7 @@ def _dashboard_context(request, database: str) -> dict:
             )[:12]
         except DatabaseError:
             pass
-    trend = _backup_trend(database, health.checked_at, connected)
+    trend = _backup_trend(database, health.checked_at, connected, listed)
     report = last.report if last is not None else None
     problems = []
     if report:
@@ -115,12 +118,12 @@ def _field(op, name: str):
     return op[name] if isinstance(op, dict) else getattr(op, name)
 
 
-def _backup_trend(database: str, now, connected: bool) -> dict:
+def _backup_trend(database: str, now, connected: bool, listed) -> dict:
     """The last 30 days of backups (manifests) and failed backups (operations log), as SVG."""
     from datetime import timedelta
 
     from . import trends
-    from .backup import list_backups
+    from .backup import belongs_to
     from .models import OperationLog
 
     failures = []
@@ -135,7 +138,7 @@ def _backup_trend(database: str, now, connected: bool) -> dict:
             )
         except DatabaseError:
             pass
-    points = trends.collect(list_backups(), failures, now)
+    points = trends.collect([b for b in listed if belongs_to(b.manifest, database)], failures, now)
     return {
         "points": len(points),
         "summary": trends.summary(points),

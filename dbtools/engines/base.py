@@ -82,6 +82,12 @@ class Engine:
         """
         return []
 
+    def backup_identity(self) -> str:
+        """Which database a backup's manifest says it is of (``database_name``), so health,
+        --latest and retention count a backup only for its database, whatever alias or URL
+        spelling reached it: the database's name on its server."""
+        return str(self.settings_dict["NAME"])
+
     def plaintext_workdir(self, backup_directory):
         """Where write_dump may put a plain snapshot of the database while an encrypted backup
         is written: never the backup directory. Engines that stream (no snapshot file) ignore it."""

@@ -50,6 +50,11 @@ class SQLiteEngine(Engine):
     # spooled file; we need the copy in the backup directory, checked and compressed in
     # parallel, so the connector's one method is not reused here.
 
+    def backup_identity(self) -> str:
+        """The file's name: the same on a new machine that restores the old one's backups into
+        the same place (instance/mcmanager.sqlite3), different for another database file."""
+        return Path(self.settings_dict["NAME"]).name
+
     def plaintext_workdir(self, backup_directory):
         """Beside the live file: the snapshot of an encrypted backup is as plain as the database
         it copies, on the same disk, and never in the backup directory."""

@@ -16,7 +16,13 @@ from dbtools.manifest import BackupManifest, manifest_path, write_manifest
 from dbtools.retention import RetentionPolicy, prune_backups
 
 
-def fake_backup(directory, when: datetime, *, verified=True, engine="sqlite", alias="default", ext="sqlite3.zst"):
+def fake_backup(
+    directory, when: datetime, *, verified=True, engine="sqlite", alias="default", database=None, ext="sqlite3.zst"
+):
+    """A signed manifest (and 64 random bytes) of a backup of ``database`` (default: the
+    test database's name, as Engine.backup_identity gives it)."""
+    from dbtools.engines import get_engine
+
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"db_backup_{when:%Y%m%d_%H%M%S}.{ext}"
     data = os.urandom(64)
@@ -27,6 +33,7 @@ def fake_backup(directory, when: datetime, *, verified=True, engine="sqlite", al
             file=path.name,
             engine=engine,
             database_alias=alias,
+            database_name=database if database is not None else get_engine("default").backup_identity(),
             created_at=when.isoformat(),
             sha256="0" * 64,
             size=len(data),
@@ -117,7 +124,7 @@ def test_dry_run_shows_what_would_go_and_deletes_nothing(calendar):
 
 def test_each_database_in_a_shared_directory_is_pruned_on_its_own(settings):
     directory = settings.MCMANAGER_BACKUP_DIR
-    fake_backup(directory, datetime(2026, 1, 1, tzinfo=UTC), alias="other")
+    fake_backup(directory, datetime(2026, 1, 1, tzinfo=UTC), alias="other", database="another")
     fake_backup(directory, datetime(2026, 1, 2, tzinfo=UTC))
     fake_backup(directory, datetime(2026, 1, 3, tzinfo=UTC))
     prune_backups(RetentionPolicy(keep_last=1))

@@ -10,14 +10,13 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.backup import create_backup, latest_verified_backup
 from dbtools.checks import OPERATIONS_CHECKS
-from dbtools.engines import get_engine
 from dbtools.errors import DbtoolsError
 
 
 class Command(BaseCommand):
     help = (
         "Take a verified backup (reason first-run) when the backup directory holds none of this "
-        "database's engine yet; otherwise do nothing. make run calls it."
+        "database yet; otherwise do nothing. make run calls it."
     )
     requires_system_checks = OPERATIONS_CHECKS
 
@@ -27,7 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         database = options["database"]
         try:
-            existing = latest_verified_backup(engine=get_engine(database).vendor)
+            existing = latest_verified_backup(database=database)
             if existing is not None:
                 if options["verbosity"] >= 1:
                     self.stdout.write(f"Newest verified backup: {existing.name}")
