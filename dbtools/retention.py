@@ -110,7 +110,8 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
     """Delete the verified, signed backups (with their manifests) that ``policy`` does not keep.
 
     Backups are grouped by the database they are of (engine and database, not the alias:
-    backup.database_key), so two databases sharing a directory are each pruned on their own. Unverified or unsigned backups, bad entries,
+    backup.database_key), so two databases sharing a directory are each pruned on their
+    own. Every prune that deletes is in the operations log. Unverified or unsigned backups, bad entries,
     files that are not our backups, and everything when the policy is empty are left
     alone. A file that cannot be deleted is reported in ``ignored``, not raised. With an
     offsite store, the copies of the deleted backups are deleted there too (only those:
@@ -148,4 +149,23 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
         from .offsite import delete_offsite_copies
 
         result.offsite_deleted, result.offsite_error = delete_offsite_copies(result.deleted)
+        if result.deleted:
+            _log_prune(result)
     return result
+
+
+def _log_prune(result: PruneResult) -> None:
+    """One operations-log entry per prune that deleted anything: which files, and the policy
+    that let them go (what it kept, and why)."""
+    from .oplog import record_operation
+
+    with record_operation("prune") as record:
+        record.message = f"deleted {len(result.deleted)} backup(s): {', '.join(result.deleted[:10])}"
+        record.details = {
+            "deleted": result.deleted,
+            "why": "not kept by the retention policy",
+            "policy": result.policy.as_dict(),
+            "kept": result.kept,
+            "offsite_deleted": result.offsite_deleted,
+            "offsite_error": result.offsite_error,
+        }

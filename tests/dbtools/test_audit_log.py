@@ -100,3 +100,21 @@ def test_a_bad_journal_line_is_skipped_not_a_crash(client):
     assert client.get("/admin/health/").status_code == 200
     create_backup()
     assert ("restore", "refused") in _ops()
+
+
+def test_a_prune_logs_each_deleted_file_and_why():
+    from dbtools.retention import RetentionPolicy, prune_backups
+
+    make_data("a")
+    first = create_backup().path
+    create_backup()
+    result = prune_backups(RetentionPolicy(keep_last=1))
+    assert result.deleted == [first.name]
+    entry = OperationLog.objects.get(operation="prune")
+    assert entry.outcome == "success" and first.name in entry.message
+    assert entry.details["deleted"] == [first.name]
+    assert entry.details["policy"]["keep_last"] == 1 and "retention policy" in entry.details["why"]
+    # A dry run, or a prune that deletes nothing, logs nothing.
+    prune_backups(RetentionPolicy(keep_last=1), dry_run=True)
+    prune_backups(RetentionPolicy(keep_last=5))
+    assert OperationLog.objects.filter(operation="prune").count() == 1
