@@ -891,17 +891,19 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         logger.info(message)
         result.warnings.append(message)
     connections[alias].close()
-    checking = None
+    checking = integrity = None
     if engine.scratch_readable_during_swap:
-        # The swap only reads the scratch: validate that same content meanwhile, on the
-        # other core, rather than the live database after the swap. Joined before the
+        # The swap only reads the scratch and makes the live database a copy of it: validate
+        # that same content and run the engine's full integrity check of it meanwhile, on the
+        # other core, rather than on the live database after the swap. Joined before the
         # scratch is removed, whatever happens to the swap.
         try:
             engine.prepare_swap(scratch)
         except Exception as exc:
             raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-validate")
         checking = pool.submit(_validate_scratch, database, scratch)
+        integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
     say("swapping")
     try:
@@ -910,13 +912,13 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backu
         raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
     finally:
         if checking is not None:
-            wait([checking])
+            wait([checking, integrity])
     for conn in connections.all(initialized_only=True):
         if conn.alias == database:
             conn.close()
     say("swapped")
     say("checking the restored database")
-    damage = engine.integrity_after_swap()
+    damage = integrity.result() if checking is not None else engine.integrity_after_swap()
     if damage:
         _put_back(engine, result.safety_backup, damage)
     result.rows_after = _live_counts(database)

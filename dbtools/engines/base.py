@@ -104,6 +104,11 @@ class Engine:
         """
         return []
 
+    def integrity_of_scratch(self, scratch: str) -> list[str]:
+        """The same check, of the scratch while swap_in() copies it: only for engines whose
+        swap makes the live database an exact copy of the scratch (scratch_readable_during_swap)."""
+        raise NotImplementedError
+
     # --- monitoring and validation ---------------------------------------
 
     def foreign_schema_objects(self) -> list[dict]:

@@ -243,7 +243,7 @@ def test_flipped_row_vouched_by_a_manifest_restores_sound(good_backup, tmp_path)
 
 
 def test_restore_failing_integrity_check_puts_the_safety_backup_back(good_backup, monkeypatch):
-    """The check after the swap: were the restored file damaged, the replaced database returns.
+    """The full integrity check of what is swapped in: were it damaged, the replaced database returns.
 
     The damage is simulated (a restore through the rebuild cannot produce it): the check
     reports a line, and the restore must fail with the live data as before it.
@@ -252,7 +252,8 @@ def test_restore_failing_integrity_check_puts_the_safety_backup_back(good_backup
 
     make_data("b", users=1)
     before = live_fingerprint()[1][0]
-    monkeypatch.setattr(SQLiteEngine, "integrity_after_swap", lambda self: ["row 7 missing from index x"])
+    # The check runs on the scratch during the swap (the live file becomes a copy of it).
+    monkeypatch.setattr(SQLiteEngine, "integrity_of_scratch", lambda self, scratch: ["row 7 missing from index x"])
     code, err = call("restore", str(good_backup), "--noinput")
     assert code == 1
     assert "fails the engine's integrity check (row 7 missing from index x)" in err
