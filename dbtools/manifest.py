@@ -7,6 +7,7 @@ type and range, and its signature (dbtools.signing) is verified from the very by
 read. A bad manifest is one VerificationFailed line, never a traceback.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -250,7 +251,7 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
         raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first})") from None
     # The same bytes checked with the same keys give the same verdict: a listing of a year
     # of backups (the dashboard, /health/) checks each manifest once per process, not per request.
-    memo_key = (raw, tuple(k.key_id for k in keys.keys), keys.problem)
+    memo_key = (hashlib.sha256(raw).digest(), tuple(k.key_id for k in keys.keys), keys.problem)
     if memo_key in _VERDICTS:
         problem, authenticity = _VERDICTS[memo_key]
     else:
@@ -266,7 +267,7 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     return manifest
 
 
-# read_manifest's verdicts by (manifest bytes, keys); bounded, cleared when full.
+# read_manifest's verdicts by (sha256 of the manifest's bytes, keys); bounded, cleared when full.
 _VERDICTS: dict = {}
 _VERDICTS_MAX = 4096
 
