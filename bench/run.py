@@ -439,6 +439,29 @@ from accounts.models import User
 
 runs = int(sys.argv[1])
 out = {"dbstats": [], "health_page": [], "health_status": None}
+
+# A year of daily backups in the backup directory (the dashboard charts the last 30 days,
+# /health/ and dbstats list them all): one real backup, 364 hard links to it, each with a
+# manifest of its own day, signed as ours.
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from dbtools.backup import create_backup
+from dbtools.manifest import BackupManifest, manifest_path, write_manifest
+
+real = create_backup(reason="bench").path
+data = json.loads(manifest_path(real).read_text())
+suffix = real.name[len("db_backup_20260101_000000"):]
+now = datetime.now(UTC)
+for day in range(1, 365):
+    when = now - timedelta(days=day)
+    name = f"db_backup_{when:%Y%m%d_%H%M%S}{suffix}"
+    os.link(real, real.with_name(name))
+    fields = dict(data, created_at=when.isoformat(), file=name, duration_ms=data["duration_ms"] + day)
+    fields.pop("signature", None)
+    write_manifest(real.with_name(name), BackupManifest.from_dict(fields))
+out["backups_in_directory"] = 365
+
 for _ in range(runs):
     t = time.perf_counter()
     call_command("dbstats", "--json", stdout=StringIO())
@@ -1305,7 +1328,13 @@ def main(argv=None) -> int:
                 ] = str(exc)[:200]
         SUITES[engine.name](bench, engine, args.runs, groups)
         if groups & {"stats", "health"}:
-            probe = run_timed([PYTHON, "-c", PROBE_SCRIPT, str(max(args.runs, 3))], engine.manage_env())
+            # A directory of its own: the probe fills it with a year of backups.
+            year = engine.workdir / "year-of-backups"
+            shutil.rmtree(year, ignore_errors=True)
+            try:
+                probe = run_timed([PYTHON, "-c", PROBE_SCRIPT, str(max(args.runs, 3))], engine.manage_env(year))
+            finally:
+                shutil.rmtree(year, ignore_errors=True)
             if probe.ok:
                 data = json.loads(probe.stdout.strip().splitlines()[-1])
                 for v in data["dbstats"]:
