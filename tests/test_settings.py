@@ -1,10 +1,10 @@
+import pytest
 from django.core.checks import run_checks
 from django.db import connection
 
 
+@pytest.mark.engines("sqlite")
 def test_sqlite_connections_use_wal_and_foreign_keys(db):
-    if connection.vendor != "sqlite":
-        return
     with connection.cursor() as cur:
         assert cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert cur.execute("PRAGMA foreign_keys").fetchone()[0] == 1
