@@ -19,8 +19,9 @@ The pipeline (``restore_backup``), in order:
 
 Until step 7 the live database is not written to (refusals go to the operations journal
 beside the backups, not to the live database's operations log, so a refused restore
-leaves a SQLite file byte-for-byte as it was; the next logged operation moves them in). ``check_restore`` runs steps 2,
-3 and the migrations of 6 on a scratch database and stops there.
+leaves a SQLite file byte-for-byte as it was; the next logged operation moves them in).
+``check_restore`` runs steps 2, 3 and the migrations of 6 on a scratch database and
+stops there.
 """
 
 from __future__ import annotations
