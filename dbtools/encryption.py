@@ -105,12 +105,16 @@ class _QueueReader(io.RawIOBase):
             chunk = self._chunks.get()
             if chunk is _END:
                 self._done = True
+                self._ended()
             else:
                 self._buffer = bytes(chunk)
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+    def _ended(self) -> None:
+        """Called once, at the end of the queue: a subclass raises what its producer raised."""
 
 
 class EncryptingWriter:
@@ -192,7 +196,7 @@ class _QueueWriter(io.RawIOBase):
         return len(data)
 
 
-class DecryptingReader(io.RawIOBase):
+class DecryptingReader(_QueueReader):
     """A readable stream of the plaintext of the age file read from ``raw``.
 
     A wrong key, a damaged or truncated file is a VerificationFailed at the read that
@@ -201,11 +205,9 @@ class DecryptingReader(io.RawIOBase):
     """
 
     def __init__(self, raw, identities: list, depth: int = 8) -> None:
-        self._chunks: queue.Queue = queue.Queue(maxsize=depth)
+        super().__init__(queue.Queue(maxsize=depth))
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._buffer = b""
-        self._done = False
         self._thread = threading.Thread(target=self._run, args=(raw, identities), name="backup-decrypt", daemon=True)
         self._thread.start()
 
@@ -217,23 +219,10 @@ class DecryptingReader(io.RawIOBase):
         finally:
             self._chunks.put(_END)
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target) -> int:
-        while not self._buffer and not self._done:
-            chunk = self._chunks.get()
-            if chunk is _END:
-                self._done = True
-                self._thread.join()
-                if self._error is not None and not self._stop.is_set():
-                    raise VerificationFailed(f"the backup does not decrypt: {_reason(self._error)}")
-            else:
-                self._buffer = chunk
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
+    def _ended(self) -> None:
+        self._thread.join()
+        if self._error is not None and not self._stop.is_set():
+            raise VerificationFailed(f"the backup does not decrypt: {_reason(self._error)}")
 
     def close(self) -> None:
         if not self._done:

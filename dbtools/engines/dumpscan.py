@@ -14,11 +14,15 @@ def first_line(errfile) -> str:
     return "no message"
 
 
-def run_with_stdin(cmd: list[str], env: dict, source) -> tuple[int, str]:
+def run_with_stdin(cmd: list[str], env: dict, source, checker=None) -> tuple[int, str]:
     """Run a loader tool with ``source`` (a binary stream) on its stdin.
 
     Returns its exit status and the first line of its stderr. A tool that exits early
     (a broken dump) closes the pipe: that is its status to report, not an exception.
+    With a ``checker`` (``feed(chunk)`` -> the checked bytes, ``close()`` -> the rest),
+    only what it passed is written; when it refuses (raises), the tool is killed before
+    its stdin is closed (at end of input a client would run a statement it holds
+    unfinished) and the refusal is raised. Any other failure to read kills it too.
     """
     import subprocess
     import tempfile
@@ -29,9 +33,14 @@ def run_with_stdin(cmd: list[str], env: dict, source) -> tuple[int, str]:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
         try:
             while chunk := source.read(CHUNK):
-                proc.stdin.write(chunk)
+                proc.stdin.write(checker.feed(chunk) if checker is not None else chunk)
+            if checker is not None:
+                proc.stdin.write(checker.close())
         except BrokenPipeError:
-            pass
+            pass  # the tool stopped on an error of its own: its status says which
+        except BaseException:
+            proc.kill()
+            raise
         finally:
             try:
                 proc.stdin.close()

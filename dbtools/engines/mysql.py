@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 from .base import Engine
 from .dumpcheck import MariaDBStatementChecker, Refused
-from .dumpscan import MariaDBDumpScanner, first_line
+from .dumpscan import MariaDBDumpScanner, first_line, run_with_stdin
 
 
 def quote(name: str) -> str:
@@ -324,7 +324,7 @@ class MySQLEngine(Engine):
                 if isinstance(source, str | os.PathLike):
                     source = opened = open(source, "rb")  # noqa: SIM115 (closed below)
                 try:
-                    rc, message = load_checked(cmd, env, source, MariaDBStatementChecker(dump_tables()))
+                    rc, message = run_with_stdin(cmd, env, source, MariaDBStatementChecker(dump_tables()))
                     if rc != 0:
                         raise VerificationFailed(f"the dump does not load: {message}")
                 finally:
@@ -606,39 +606,7 @@ class MySQLEngine(Engine):
             for query in queries:
                 cursor.execute(query)
                 for kind, name, table in cursor.fetchall():
-                    quoted = "`" + name.replace("`", "``") + "`"
-                    found.append({"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quoted}"})
+                    found.append(
+                        {"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quote(name)}"}
+                    )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
-
-
-def load_checked(cmd: list[str], env: dict, source, checker: MariaDBStatementChecker) -> tuple[int, str]:
-    """Run the loader ``cmd`` with the checked part of ``source`` on its stdin.
-
-    Returns its exit status and the first line of its stderr. Only what ``checker`` has
-    passed is written; when it refuses a statement the client is killed before its stdin
-    is closed (at end of input the client would run a statement it holds unfinished), and
-    the refusal is raised.
-    """
-    import subprocess
-    import tempfile
-
-    from ..streams import CHUNK
-
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
-        try:
-            while chunk := source.read(CHUNK):
-                proc.stdin.write(checker.feed(chunk))
-            proc.stdin.write(checker.close())
-        except BrokenPipeError:
-            pass  # the client stopped on an error of its own: its status says which
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            rc = proc.wait()
-        return rc, (first_line(err) if rc != 0 else "")
