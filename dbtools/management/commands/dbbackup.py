@@ -59,25 +59,20 @@ class Command(backup.Command):
         compress = settings.MCMANAGER_BACKUP_COMPRESSION
         if options["compress"] and compress == "none":
             compress = "gzip"
+        # backup's own defaults for every option it has (a new one needs no change here),
+        # then what dbbackup's options mean.
+        defaults = vars(backup.Command().create_parser("manage.py", "backup").parse_args([]))
         for alias in database_aliases(options["database"]):
             super().handle(
-                database=alias,
-                output_dir=output_directory(options["output_path"]),
-                compress=compress,
-                verify="quick",
-                reason="dbbackup",
-                keep_last=keep_last,
-                keep_daily=None,
-                keep_weekly=None,
-                keep_monthly=None,
-                list=False,
-                check=None,
-                prune=False,
-                sync=False,
-                dry_run=False,
-                force=False,
-                json=False,
-                verbosity=0 if options["quiet"] else options["verbosity"],
+                **{
+                    **defaults,
+                    "database": alias,
+                    "output_dir": output_directory(options["output_path"]),
+                    "compress": compress,
+                    "reason": "dbbackup",
+                    "keep_last": keep_last,
+                    "verbosity": 0 if options["quiet"] else options["verbosity"],
+                }
             )
 
 
