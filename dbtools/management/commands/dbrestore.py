@@ -45,15 +45,15 @@ class Command(restore.Command):
                 f"dbrestore -i {name}: a file name in the backup directory; give a path with -I", returncode=2
             )
         source = options["input_path"] or (str(backup_directory() / name) if name else None)
+        # restore's own defaults for every option it has, then what dbrestore's mean.
+        defaults = vars(restore.Command().create_parser("manage.py", "restore").parse_args([]))
         super().handle(
-            file=source,
-            latest=source is None,
-            database=options["database"],
-            interactive=options["interactive"],
-            force=False,
-            safety_backup=True,
-            migrate=True,
-            check=False,
-            json=False,
-            verbosity=0 if options["quiet"] else options["verbosity"],
+            **{
+                **defaults,
+                "file": source,
+                "latest": source is None,
+                "database": options["database"],
+                "interactive": options["interactive"],
+                "verbosity": 0 if options["quiet"] else options["verbosity"],
+            }
         )
