@@ -23,6 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from .encryption import AGE_MAGIC, EncryptingWriter, decrypting_reader, is_encrypted, parse_recipients
 from .engines import get_engine
+from .engines.results import Check, compare_row_counts
 from .errors import BackupFailed, CouldNotRun, ForeignContent, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .manifest import (
@@ -38,11 +39,10 @@ from .retention import PruneResult, RetentionPolicy, prune_backups
 from .signing import Keyring, check_key_location, keyring, refusal, signing_key
 from .streams import (
     COMPRESSION_SUFFIX,
-    Check,
+    COMPRESSIONS,
     HashingFile,
     HashingReader,
     NotRegularFile,
-    compare_row_counts,
     compressing_writer,
     decompressing_reader,
     detect_compression,
@@ -70,7 +70,6 @@ __all__ = [
 
 logger = logging.getLogger("dbtools.backup")
 
-COMPRESSIONS = ("zstd", "gzip", "none")
 VERIFY_LEVELS = ("quick", "full")
 NAME_RE = re.compile(r"^db_backup_(\d{8})_(\d{6})(?:_(\d+))?\.([A-Za-z0-9.]+)$")
 # Temporary files named with their process id: a backup's, a scratch's, a manifest's.

@@ -9,12 +9,13 @@ import os
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .streams import COMPRESSIONS
+
 # The checks the operations commands (backup, restore, validate, dbstats) run before
 # they start: their own settings and the secret key (mcmanager.E001/E002). Not the URL,
 # admin and template checks, which import every view for a cron job that serves no page:
 # a fifth of the start-up of a command that is compared with psql and mariadb-dump.
 OPERATIONS_CHECKS = [Tags.security, "dbtools"]
-COMPRESSIONS = ("zstd", "gzip", "none")
 KEEP_SETTINGS = ("MCMANAGER_KEEP_LAST", "MCMANAGER_KEEP_DAILY", "MCMANAGER_KEEP_WEEKLY", "MCMANAGER_KEEP_MONTHLY")
 
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from .errors import VerificationFailed
 from .signing import Authenticity
-from .streams import NotRegularFile, open_regular
+from .streams import COMPRESSIONS, NotRegularFile, open_regular
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -27,7 +27,6 @@ MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_DEPTH = 8
 MAX_TEXT = 4096
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
-COMPRESSIONS = ("zstd", "gzip", "none")
 
 
 @dataclass

@@ -43,11 +43,12 @@ from django.utils import timezone
 from . import backup as backups
 from . import signing
 from .engines import Engine, get_engine
+from .engines.results import Check
 from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .oplog import journal_operation, record_operation
 from .retention import RetentionPolicy
-from .streams import Check, NotRegularFile, open_regular
+from .streams import NotRegularFile, open_regular
 
 logger = logging.getLogger("dbtools.restore")
 

@@ -1,18 +1,23 @@
-"""Streaming pieces of a backup: compress while hashing, decompress while hashing, checks.
+"""Streaming pieces of a backup: compress while hashing, decompress while hashing, pipes,
+regular files only.
 
-Vendor-neutral; the engines and dbtools.backup share them. Every byte of a backup is
+Vendor-neutral; the engines and dbtools.backup share them (the engines' result types are
+in dbtools.engines.results). Every byte of a backup is
 read or written once: the sha256 is taken from the compressed bytes as they go to (or
 come from) the file, never in a second pass.
 """
 
+import fcntl
 import gzip
 import hashlib
 import os
 import queue
+import secrets
 import stat
 import threading
-from dataclasses import dataclass, field
 from typing import BinaryIO
+
+import zstandard
 
 CHUNK = 1 << 20
 
@@ -20,32 +25,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 
 COMPRESSION_SUFFIX = {"zstd": ".zst", "gzip": ".gz", "none": ""}
-
-
-@dataclass
-class Check:
-    """One named check of a dump: passed or not, and what was seen."""
-
-    name: str
-    ok: bool
-    detail: str = ""
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail}
-
-
-@dataclass
-class DumpOutcome:
-    """What an engine learnt while dumping: the snapshot's row counts and migrations, its checks."""
-
-    row_counts: dict[str, int] = field(default_factory=dict)
-    migrations: dict[str, list[str]] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-    tool: str = ""
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
+# The compressions a backup may use (settings, the backup command, manifests).
+COMPRESSIONS = tuple(COMPRESSION_SUFFIX)
 
 
 class HashingFile:
@@ -102,8 +83,6 @@ class HashingReader:
 def compressing_writer(sink: HashingFile, compression: str):
     """A writable stream that compresses into ``sink``; ``close()`` finishes the frame."""
     if compression == "zstd":
-        import zstandard
-
         # Level 1, in the calling thread (zstandard releases the GIL): on the 2-core machines
         # this runs on, the other core is busy with quick_check (SQLite) or the dump tool
         # and the server. Measured on an 80 MB SQLite file: level 1 0.5 s, level 3 2-3.6 s
@@ -143,8 +122,6 @@ def detect_compression(head: bytes) -> str:
 def decompressing_reader(raw: BinaryIO, compression: str) -> BinaryIO:
     """A readable stream of the uncompressed dump over ``raw`` (which may hash as it is read)."""
     if compression == "zstd":
-        import zstandard
-
         return zstandard.ZstdDecompressor().stream_reader(raw, read_size=CHUNK, closefd=False)
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw, mode="rb")
@@ -162,8 +139,6 @@ def fsync_directory(path) -> None:
 def widen_pipe(pipe) -> None:
     """Let the pipe hold up to a chunk (Linux; 64 KiB by default), so each read brings a
     megabyte instead of a few kilobytes: a tenth of the system calls and Python round trips."""
-    import fcntl
-
     setter = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setter is None:
         return
@@ -237,47 +212,6 @@ def pump_tool_output(pipe, out, consume) -> None:
         raise
 
 
-def copy_stream(source: BinaryIO, *targets) -> int:
-    """Copy ``source`` to every target's ``write`` in chunks; returns the bytes copied."""
-    total = 0
-    while True:
-        chunk = source.read(CHUNK)
-        if not chunk:
-            return total
-        for target in targets:
-            target.write(chunk)
-        total += len(chunk)
-
-
-@dataclass
-class ScratchDatabase:
-    """A dump loaded into a throw-away database: a temp file (SQLite) or a uniquely-named database."""
-
-    name: str
-    row_counts: dict[str, int] = field(default_factory=dict)
-    checks: list[Check] = field(default_factory=list)
-
-
-def compare_row_counts(expected: dict[str, int], found: dict[str, int]) -> Check:
-    """Every table of the manifest, with the same row count."""
-    diffs = []
-    for table, n in sorted(expected.items()):
-        got = found.get(table)
-        if got != n:
-            diffs.append(f"{table}: manifest {n}, found {'no table' if got is None else got}")
-    if diffs:
-        more = f" (+{len(diffs) - 3} more)" if len(diffs) > 3 else ""
-        return Check("row_counts", False, "; ".join(diffs[:3]) + more)
-    return Check("row_counts", True, f"{len(expected)} tables, {sum(expected.values())} rows as in the manifest")
-
-
-def expected_tables_check(expected, found) -> Check:
-    missing = sorted(set(expected) - set(found))
-    if missing:
-        return Check("tables", False, "missing tables: " + ", ".join(missing[:5]))
-    return Check("tables", True, f"{len(set(expected))} expected tables present")
-
-
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine (the owner of a leftover named with it)."""
     if pid == os.getpid():
@@ -292,8 +226,6 @@ def pid_alive(pid: int) -> bool:
 
 
 def unique_suffix() -> str:
-    import secrets
-
     return f"{os.getpid()}_{secrets.token_hex(4)}"
 
 

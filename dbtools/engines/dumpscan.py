@@ -4,6 +4,11 @@ Vendor-specific knowledge of dump text (PostgreSQL's pg_restore script, mariadb-
 SQL); used by the engines' backup sections.
 """
 
+import subprocess
+import tempfile
+
+from ..streams import CHUNK
+
 
 def first_line(errfile) -> str:
     """The first meaningful line a tool wrote to stderr (a temp file)."""
@@ -24,11 +29,6 @@ def run_with_stdin(cmd: list[str], env: dict, source, checker=None) -> tuple[int
     its stdin is closed (at end of input a client would run a statement it holds
     unfinished) and the refusal is raised. Any other failure to read kills it too.
     """
-    import subprocess
-    import tempfile
-
-    from ..streams import CHUNK
-
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=err, env=env)
         try:

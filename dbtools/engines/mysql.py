@@ -4,9 +4,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from ..errors import BackupFailed, CouldNotRun, DatabaseUnreachable, DbtoolsError, VerificationFailed
+from ..streams import CHUNK, pid_alive, pump_tool_output, unique_suffix
 from .base import Engine
 from .dumpcheck import MariaDBStatementChecker, Refused
 from .dumpscan import MariaDBDumpScanner, first_line, run_with_stdin
+from .results import Check, DumpOutcome, ScratchDatabase, expected_tables_check
 
 
 def quote(name: str) -> str:
@@ -162,9 +165,6 @@ class MySQLEngine(Engine):
 
         import MySQLdb
 
-        from ..errors import BackupFailed, DatabaseUnreachable
-        from ..streams import Check, DumpOutcome, expected_tables_check, pump_tool_output
-
         try:
             conn = self._mysqldb_connect()
         except MySQLdb.Error as exc:
@@ -256,7 +256,6 @@ class MySQLEngine(Engine):
         (dumpcheck) and creates the manifest's tables; full: it is loaded into a scratch
         database and its tables counted there.
         """
-        from ..streams import CHUNK, Check, expected_tables_check
 
         if level == "full":
             with self.load_into_scratch(stream) as scratch:
@@ -302,9 +301,6 @@ class MySQLEngine(Engine):
         the whitelist of dumpcheck has passed, each before a byte of it is sent.
         """
 
-        from ..errors import VerificationFailed
-        from ..streams import Check, ScratchDatabase, unique_suffix
-
         name = f"{self.settings_dict['NAME'][:24]}_scratch_{unique_suffix()}"
         cmd, env = self._loader_command(name)
         conn = self._mysqldb_connect()
@@ -346,7 +342,6 @@ class MySQLEngine(Engine):
         A client without --sandbox (MariaDB before 10.5.25, 10.6.18, 10.11.8, 11.0.6, or
         MySQL's) is refused: the statement whitelist is the first guard, not the only one.
         """
-        from ..errors import CouldNotRun
 
         cmd, env = self._client_command("mariadb")
         if not has_sandbox(cmd[0]):
@@ -463,8 +458,6 @@ class MySQLEngine(Engine):
 
         from django.db import DatabaseError
 
-        from ..streams import pid_alive
-
         prefix = self.settings_dict["NAME"][:24]
         pattern = re.compile(rf"^{re.escape(prefix)}_scratch_(\d+)_[0-9a-f]{{8}}$")
         dropped = []
@@ -491,7 +484,6 @@ class MySQLEngine(Engine):
     def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
         """ANALYZE TABLE and OPTIMIZE TABLE (InnoDB: a rebuild, which also rebuilds the indexes,
         so ``reindex`` asks for the same) of every table of this database."""
-        from ..errors import DbtoolsError
 
         quote = self.connection.ops.quote_name
         names = sorted(self.connection.introspection.table_names())

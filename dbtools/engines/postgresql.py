@@ -3,8 +3,13 @@
 import os
 from contextlib import contextmanager
 
+from ..errors import BackupFailed, DatabaseUnreachable, RestoreFailed, VerificationFailed
+from ..streams import CHUNK, pid_alive, pump_tool_output, unique_suffix, widen_pipe
+from . import pgarchive
 from .base import Engine
 from .dumpscan import CopyCounter, first_line, run_with_stdin
+from .pgarchive import UnsafeArchive
+from .results import Check, DumpOutcome, ScratchDatabase, compare_row_counts, expected_tables_check
 
 # libpq's connection options that DATABASE_URL's query may carry, with the environment
 # variable each command line tool reads it from (django-dbbackup maps only six of them).
@@ -127,17 +132,6 @@ class PostgreSQLEngine(Engine):
 
         import psycopg
 
-        from ..errors import BackupFailed, DatabaseUnreachable
-        from ..streams import (
-            CHUNK,
-            Check,
-            DumpOutcome,
-            compare_row_counts,
-            expected_tables_check,
-            pump_tool_output,
-            widen_pipe,
-        )
-
         try:
             snap_conn = self._psycopg_connect()
         except psycopg.Error as exc:
@@ -236,7 +230,6 @@ class PostgreSQLEngine(Engine):
         (one line naming what was found) when an entry is not one of our tables, sequences,
         constraints, indexes or rows, or its SQL is not a shape pg_dump writes for them.
         """
-        from . import pgarchive
 
         head, entries = pgarchive.read_head(stream)
         pgarchive.cross_check(head, entries)
@@ -254,9 +247,6 @@ class PostgreSQLEngine(Engine):
         import subprocess
         import tempfile
         import threading
-
-        from ..streams import CHUNK, Check
-        from .pgarchive import UnsafeArchive
 
         if level == "full":
             with self.load_into_scratch(stream) as scratch:
@@ -316,9 +306,6 @@ class PostgreSQLEngine(Engine):
         import tempfile
 
         from psycopg import sql
-
-        from ..errors import VerificationFailed
-        from ..streams import Check, ScratchDatabase, unique_suffix
 
         opened = None
         if isinstance(source, str | os.PathLike):
@@ -417,8 +404,6 @@ class PostgreSQLEngine(Engine):
         import psycopg
         from psycopg import sql
 
-        from ..errors import RestoreFailed
-
         live = self.settings_dict["NAME"]
         old = f"{live[:30]}_old_{os.getpid()}_{secrets.token_hex(3)}"
         # pg_restore leaves the planner without statistics; gather them before the
@@ -496,8 +481,6 @@ class PostgreSQLEngine(Engine):
 
         import psycopg
         from psycopg import sql
-
-        from ..streams import pid_alive
 
         prefix = self.settings_dict["NAME"][:24]
         pattern = re.compile(rf"^{re.escape(prefix)}_scratch_(\d+)_[0-9a-f]{{8}}$")

@@ -6,8 +6,10 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ForeignContent
+from ..errors import DatabaseUnreachable, ForeignContent, VerificationFailed
+from ..streams import CHUNK, fsync_directory, pid_alive, unique_suffix
 from .base import Engine
+from .results import Check, DumpOutcome, ScratchDatabase, expected_tables_check
 
 logger = logging.getLogger("dbtools.backup")
 
@@ -32,7 +34,6 @@ class SQLiteEngine(Engine):
         """Without connecting: a restore replaces a file that is not a database (a broken disk)
         and creates a missing one, so only a path that can never hold a database file is
         refused; a missing file gets a note (a check must not create it)."""
-        from ..errors import DatabaseUnreachable
 
         name = Path(self.settings_dict["NAME"])
         if name.is_dir() or not name.parent.is_dir():
@@ -69,8 +70,6 @@ class SQLiteEngine(Engine):
         """
         import sqlite3
         import threading
-
-        from ..streams import CHUNK, Check, DumpOutcome, unique_suffix
 
         copy = Path(workdir) / f".db_backup_{unique_suffix()}.sqlite3.partial-copy"
         outcome = DumpOutcome(tool=f"sqlite3 backup API {sqlite3.sqlite_version}")
@@ -135,8 +134,6 @@ class SQLiteEngine(Engine):
         """
         import sqlite3
         from concurrent.futures import ThreadPoolExecutor
-
-        from ..streams import Check, expected_tables_check
 
         checks = []
         with open(path, "rb") as f:
@@ -216,7 +213,6 @@ class SQLiteEngine(Engine):
 
     def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
         """Checks of a dump read from ``stream`` (uncompressed): it is loaded into a scratch file."""
-        from ..streams import expected_tables_check
 
         with self.load_into_scratch(stream, workdir=workdir, level=level) as scratch:
             checks = [c for c in scratch.checks if c.name != "tables"]
@@ -237,8 +233,6 @@ class SQLiteEngine(Engine):
         are copied into it. Yields a ScratchDatabase whose ``name`` is that new file.
         """
         import tempfile
-
-        from ..streams import CHUNK, ScratchDatabase, unique_suffix
 
         directory = Path(workdir or tempfile.gettempdir())
         path = directory / f".db_scratch_{unique_suffix()}.sqlite3"
@@ -275,8 +269,6 @@ class SQLiteEngine(Engine):
         arrive table by table); every index is built by SQLite from the copied rows.
         """
         import sqlite3
-
-        from ..errors import VerificationFailed
 
         applied = [(app, name) for app, names in migrations.items() for name in names]
         try:
@@ -455,8 +447,6 @@ class SQLiteEngine(Engine):
         import sqlite3
         from pathlib import Path
 
-        from ..streams import fsync_directory, unique_suffix
-
         live_path = Path(live)
         tmp = live_path.with_name(f".{live_path.name}.restore-{unique_suffix()}")
         try:
@@ -499,8 +489,6 @@ class SQLiteEngine(Engine):
         live file. Only this user's regular files whose process is gone."""
         import stat
         import tempfile
-
-        from ..streams import pid_alive
 
         live = Path(self.settings_dict["NAME"])
         places = (
@@ -568,7 +556,6 @@ class SQLiteEngine(Engine):
         return steps
 
     def _vacuum_through_copy(self) -> None:
-        from ..streams import unique_suffix
 
         live = Path(self.settings_dict["NAME"])
         copy = live.with_name(f".{live.name}.vacuum-{unique_suffix()}")
@@ -917,8 +904,6 @@ def _schema_findings(conn) -> list[str]:
 def _refuse_foreign_objects(path) -> None:
     """Raise ForeignContent naming the first schema object of ``path`` that is not ours."""
     import sqlite3
-
-    from ..errors import VerificationFailed
 
     try:
         with open(path, "rb") as f:

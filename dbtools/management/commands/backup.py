@@ -9,12 +9,13 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, verify_backup
+from dbtools.backup import VERIFY_LEVELS, create_backup, verify_backup
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import BackupFailed, DbtoolsError
 from dbtools.heartbeat import heartbeat
 from dbtools.offsite import list_everywhere, sync_backups
 from dbtools.retention import RetentionPolicy, prune_backups
+from dbtools.streams import COMPRESSIONS
 
 
 def _count(value: str) -> int:
