@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from django.db import DEFAULT_DB_ALIAS
 
 from .engines import get_engine
+from .formatting import to_ms
 from .locks import database_lock
 from .oplog import record_operation
 
@@ -45,12 +46,12 @@ def maintain_database(
     engine = get_engine(database)
     result = MaintenanceResult(database=database, engine=engine.display_name, dry_run=dry_run)
     t0 = time.monotonic()
-    with database_lock(database, "maintain"):
+    with database_lock(engine, "maintain"):
         with record_operation("maintain", database=database) as record:
             result.size_before = engine.database_size()["total_bytes"]
             result.steps = engine.maintain(analyze=analyze, vacuum=vacuum, reindex=reindex, dry_run=dry_run)
             result.size_after = engine.database_size()["total_bytes"]
-            result.duration_ms = int((time.monotonic() - t0) * 1000)
+            result.duration_ms = to_ms(time.monotonic() - t0)
             record.details = result.as_dict()
             record.message = f"{'dry run: ' if dry_run else ''}{len(result.steps)} steps, {result.size_before} -> {result.size_after} bytes"
     return result

@@ -1,11 +1,14 @@
 """MariaDB: everything vendor-specific about it."""
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 from ..errors import BackupFailed, CouldNotRun, DatabaseUnreachable, DbtoolsError, VerificationFailed
 from ..streams import CHUNK, pid_alive, pump_tool_output, unique_suffix
+from . import locking
 from .base import Engine
 from .dumpcheck import MariaDBStatementChecker, Refused
 from .dumpscan import MariaDBDumpScanner, first_line, run_with_stdin
@@ -602,3 +605,11 @@ class MySQLEngine(Engine):
                         {"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quote(name)}"}
                     )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
+
+    # --- lock -------------------------------------------------------------------
+
+    def lock(self, holder: str, private_directory: Callable[[], Path | None]) -> AbstractContextManager[str]:
+        """GET_LOCK on the database's name as the server reports it (case-folded where it folds);
+        the holder's description in a 0600 file in ``private_directory()``, since MariaDB has no
+        per-connection label others can read."""
+        return locking.mariadb_named_lock(self, holder, private_directory)

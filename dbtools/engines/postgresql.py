@@ -1,11 +1,13 @@
 """PostgreSQL: everything vendor-specific about it."""
 
 import os
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 from ..errors import BackupFailed, DatabaseUnreachable, RestoreFailed, VerificationFailed
 from ..streams import CHUNK, pid_alive, pump_tool_output, unique_suffix, widen_pipe
-from . import pgarchive
+from . import locking, pgarchive
 from .base import Engine
 from .dumpscan import CopyCounter, first_line, run_with_stdin
 from .pgarchive import UnsafeArchive
@@ -699,3 +701,11 @@ class PostgreSQLEngine(Engine):
                 drop = f"DROP {kind.upper()} {quoted(name)}"
             found.append({"kind": kind, "name": name, "table": table, "drop": drop})
         return found
+
+    # --- lock -------------------------------------------------------------------
+
+    def lock(self, holder: str, private_directory: Callable[[], Path | None]) -> AbstractContextManager[str]:
+        """A session advisory lock keyed on the database's name, on a dedicated connection to the
+        maintenance database (never blocks the rename of a restore); the holder is named in that
+        connection's application_name, which others read from pg_stat_activity."""
+        return locking.postgresql_advisory_lock(self, holder)

@@ -3,13 +3,15 @@
 import logging
 import os
 import re
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from ..errors import DatabaseUnreachable, ForeignContent, VerificationFailed
 from ..streams import CHUNK, fsync_directory, pid_alive, unique_suffix
+from . import locking, sqlite_salvage
 from .base import Engine
-from .results import Check, DumpOutcome, ScratchDatabase, expected_tables_check
+from .results import Check, DumpOutcome, SalvageResult, ScratchDatabase, TableComparison, expected_tables_check
 
 logger = logging.getLogger("dbtools.backup")
 
@@ -24,6 +26,10 @@ class SQLiteEngine(Engine):
     dump_extension = "sqlite3"
 
     # --- identity ---------------------------------------------------------
+
+    def describe(self) -> str:
+        """The database file, for messages (a file has no user, host or password)."""
+        return f"{self.display_name} {self.settings_dict['NAME']}"
 
     def server_version(self) -> str:
         import sqlite3
@@ -765,6 +771,27 @@ class SQLiteEngine(Engine):
                 }
             )
         return found
+
+    # --- maintenance: salvage ---------------------------------------------------
+
+    def salvage(self, source: Path | None, output: Path, migrate: Callable[[Path], None]) -> SalvageResult:
+        """The rowid walk of sqlite_salvage over a copy of the damaged file (see there)."""
+        return sqlite_salvage.salvage_file(
+            source if source is not None else Path(self.settings_dict["NAME"]), output, migrate
+        )
+
+    def compare_salvage(
+        self, salvaged: Path, load_backup: Callable[[], AbstractContextManager[ScratchDatabase]]
+    ) -> list[TableComparison]:
+        """The salvaged file and the backup's scratch file side by side (ATTACH), by id."""
+        return sqlite_salvage.compare_with_scratch(salvaged, load_backup)
+
+    # --- lock -------------------------------------------------------------------
+
+    def lock(self, holder: str, private_directory: Callable[[], Path | None]) -> AbstractContextManager[str]:
+        """flock on a 0600 file beside the database file's real path (a symlink meets the same
+        lock), never opened through a symlink, removed when released; it holds the holder's text."""
+        return locking.sqlite_file_lock(self, holder)
 
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)

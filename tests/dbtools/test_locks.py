@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 
 from dbtools import locks
+from dbtools.engines import get_engine, locking
 from dbtools.backup import list_backups
 from dbtools.errors import CouldNotRun, LockHeld
 from dbtools.locks import database_lock
@@ -71,7 +72,7 @@ def test_a_restore_through_another_spelling_exits_2_at_once(manage_py, tmp_path)
 
 @pytest.mark.engines("sqlite")
 def test_sqlite_lock_file_is_private_and_removed_when_released():
-    path = locks._sqlite_lock_path("default")
+    path = locking.sqlite_lock_path(connection.settings_dict["NAME"])
     assert path.parent == Path(os.path.realpath(connection.settings_dict["NAME"])).parent
     with database_lock("default", "test-holder"):
         st = os.lstat(path)
@@ -88,7 +89,7 @@ def test_sqlite_lock_file_is_private_and_removed_when_released():
 
 @pytest.mark.engines("sqlite")
 def test_sqlite_lock_never_follows_a_symlink_planted_at_its_name(tmp_path):
-    path = locks._sqlite_lock_path("default")
+    path = locking.sqlite_lock_path(connection.settings_dict["NAME"])
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     path.symlink_to(victim)
@@ -105,12 +106,7 @@ def test_sqlite_lock_never_follows_a_symlink_planted_at_its_name(tmp_path):
 
 
 def mysql_holder_path() -> Path:
-    wrapper = locks._dedicated_connection("default")
-    try:
-        lock_name, _ = locks._key(locks._mysql_database_name(wrapper))
-    finally:
-        wrapper.close()
-    return locks._mysql_holder_path(lock_name)
+    return locking.mariadb_holder_path(locking.mariadb_lock_name(get_engine("default")), locks.private_directory())
 
 
 @pytest.mark.engines("mysql")
