@@ -9,14 +9,16 @@ their name, removed when released.
 import os
 import stat
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from dbtools import locks
-from dbtools.engines import get_engine, locking
 from dbtools.backup import list_backups
+from dbtools.engines import get_engine, locking
+from dbtools.engines.sqlite import SQLiteEngine
 from dbtools.errors import CouldNotRun, LockHeld
 from dbtools.locks import database_lock
 
@@ -160,3 +162,51 @@ def test_the_lock_is_keyed_on_the_database_not_its_address():
     finally:
         del connections["other_spelling"]
         other.close()
+
+
+# --- the vendor-free part: database_lock asks the engine ---------------------------------
+
+
+class RecordingEngine(SQLiteEngine):
+    """An engine whose lock records what database_lock asked of it."""
+
+    asked: list = []
+
+    @contextmanager
+    def lock(self, holder, private_directory):
+        self.asked.append((self.alias, holder, private_directory))
+        yield holder
+
+
+@pytest.mark.engines("sqlite")
+def test_database_lock_asks_the_engine_it_is_given():
+    engine = RecordingEngine("default")
+    engine.asked = []
+    with database_lock(engine, "maintain") as holder:
+        assert [a[:2] for a in engine.asked] == [("default", holder)]
+    assert holder.startswith(f"maintain pid {os.getpid()} since 20") and holder.endswith("Z")
+    assert engine.asked[0][2] is locks.private_directory  # handed over, not called: only MariaDB needs it
+    assert not locking.sqlite_lock_path(connection.settings_dict["NAME"]).exists()  # the real lock was not taken
+
+
+def test_database_lock_takes_an_alias_or_its_engine_alike():
+    engine = get_engine("default")
+    with database_lock(engine, "test-holder"):
+        with pytest.raises(LockHeld, match=r"^database 'default' is locked: held by test-holder pid \d+ since "):
+            with database_lock("default", "second"):
+                pass
+    with database_lock("default", "again"):  # released by the engine's block
+        pass
+
+
+def test_private_directory_is_0700_and_never_a_symlink(settings, tmp_path):
+    settings.INSTANCE_DIR = tmp_path / "instance"
+    directory = locks.private_directory()
+    assert directory == tmp_path / "instance" / "locks"
+    assert stat.S_IMODE(os.lstat(directory).st_mode) == 0o700
+    directory.chmod(0o755)
+    assert locks.private_directory() == directory and stat.S_IMODE(os.lstat(directory).st_mode) == 0o700
+    settings.INSTANCE_DIR = tmp_path / "elsewhere"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "locks").symlink_to(directory)
+    assert locks.private_directory() is None

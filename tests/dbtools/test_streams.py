@@ -1,5 +1,6 @@
 """The streaming pieces of a backup, on their own: no database needed."""
 
+import hashlib
 import io
 import os
 import subprocess
@@ -8,64 +9,22 @@ import threading
 
 import pytest
 
-from dbtools.engines.dumpscan import MariaDBDumpScanner
-from dbtools.streams import BackgroundWriter, widen_pipe
+from dbtools.streams import (
+    COMPRESSION_SUFFIX,
+    COMPRESSIONS,
+    BackgroundWriter,
+    HashingFile,
+    HashingReader,
+    NotRegularFile,
+    compressing_writer,
+    decompressing_reader,
+    detect_compression,
+    open_regular,
+    widen_pipe,
+)
 
 # Nothing here touches a database: one pass (SQLite's) is enough.
 pytestmark = pytest.mark.engines("sqlite")
-
-
-def mariadb_dump_text(tables: list[str], rows: int = 2000) -> bytes:
-    parts = [b"-- MariaDB dump 10.19\n"]
-    for name in tables:
-        parts.append(f"DROP TABLE IF EXISTS `{name}`;\nCREATE TABLE `{name}` (\n  `id` int NOT NULL\n);\n".encode())
-        values = ",".join(f"({i})" for i in range(rows))
-        parts.append(f"INSERT INTO `{name}` VALUES {values};\n".encode())
-    parts.append(b"-- Dump completed on 2026-11-26  2:00:00\n")
-    return b"".join(parts)
-
-
-TABLES = ["accounts_user", "servers_server", "a" * 64, "dbtools_operationlog"]
-
-
-@pytest.mark.parametrize("size", [1, 7, 255, 256, 4095, 4096, 5000, 65536, 1 << 20])
-def test_mariadb_scanner_finds_every_table_however_the_stream_is_cut(size):
-    text = mariadb_dump_text(TABLES)
-    scanner = MariaDBDumpScanner()
-    for start in range(0, len(text), size):
-        scanner.feed(text[start : start + size])
-    assert scanner.tables == TABLES
-    assert scanner.started and scanner.completed
-
-
-def test_mariadb_scanner_with_chunks_of_changing_sizes_at_every_mark():
-    text = mariadb_dump_text(TABLES, rows=3000)
-    marks = [i for i in range(len(text)) if text.startswith(b"CREATE TABLE `", i)]
-    for mark in marks:
-        for offset in range(0, 20):
-            cut = mark + offset
-            scanner = MariaDBDumpScanner()
-            scanner.feed(text[:cut])
-            scanner.feed(text[cut : cut + 3])
-            scanner.feed(text[cut + 3 :])
-            assert scanner.tables == TABLES, (mark, offset)
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 1 << 20])
-def test_mariadb_scanner_reads_doubled_backticks_in_a_name(size):
-    tables = ["we`ird", "a``b", "plain"]
-    text = mariadb_dump_text([t.replace("`", "``") for t in tables], rows=10)
-    scanner = MariaDBDumpScanner()
-    for start in range(0, len(text), size):
-        scanner.feed(text[start : start + size])
-    assert scanner.tables == tables
-
-
-def test_mariadb_scanner_sees_a_truncated_dump():
-    text = mariadb_dump_text(TABLES)
-    scanner = MariaDBDumpScanner()
-    scanner.feed(text[: len(text) - 100])
-    assert not scanner.completed
 
 
 def test_background_writer_writes_everything_in_order():
@@ -123,3 +82,41 @@ def test_widened_pipe_carries_a_megabyte_per_read():
         assert total == 4 << 20
     finally:
         producer.wait()
+
+
+def test_compressions_are_the_suffixes_known():
+    assert COMPRESSIONS == ("zstd", "gzip", "none")
+    assert set(COMPRESSIONS) == set(COMPRESSION_SUFFIX)
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_compress_then_decompress_gives_the_bytes_back_and_hashes_the_file(compression):
+    data = os.urandom(300_000) + b"a" * 300_000
+    raw = io.BytesIO()
+    sink = HashingFile(raw)
+    writer = compressing_writer(sink, compression)
+    writer.write(data)
+    writer.close()
+    stored = raw.getvalue()
+    assert sink.size == len(stored) and sink.sha256.hexdigest() == hashlib.sha256(stored).hexdigest()
+    assert detect_compression(stored[:8]) == compression
+    reader = HashingReader(io.BytesIO(stored))
+    assert decompressing_reader(reader, compression).read() == data
+    reader.drain()
+    assert reader.sha256.hexdigest() == hashlib.sha256(stored).hexdigest()
+
+
+def test_unknown_compression_is_refused():
+    with pytest.raises(ValueError, match="unknown compression"):
+        compressing_writer(HashingFile(io.BytesIO()), "lz4")
+
+
+def test_open_regular_refuses_a_fifo_at_once(tmp_path):
+    fifo = tmp_path / "db_backup_20260101_000000.sqlite3.zst"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFile, match="named pipe"):
+        open_regular(fifo)
+    regular = tmp_path / "file"
+    regular.write_bytes(b"abc")
+    with open_regular(regular) as f:
+        assert f.read() == b"abc"
