@@ -4,6 +4,9 @@
 alias, ``engine_class(vendor)`` the class for a vendor as manifests store it ("sqlite",
 "postgresql", "mysql"), ``engine_for_dump(head)`` the class whose dump starts with those
 bytes. Services call an engine's methods and never branch on the vendor themselves.
+
+The contract is ``base.Engine`` (abstract: what each engine must implement); its result
+types are in ``results``; each engine's lock in ``locking``.
 """
 
 from django.db import DEFAULT_DB_ALIAS, connections
