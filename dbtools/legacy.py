@@ -40,6 +40,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .errors import CouldNotRun, DbtoolsError
+from .formatting import first_line, to_ms
 from .oplog import record_operation
 
 Progress = Callable[[str, int, int], None]
@@ -127,7 +128,7 @@ class ImportReport:
     report_file: str | None = None
     quarantine_file: str | None = None
     written: bool = False
-    duration: float = 0.0
+    duration_ms: int = 0
 
     @property
     def invalid_rows(self) -> int:
@@ -151,7 +152,7 @@ class ImportReport:
             "backup": self.backup,
             "report_file": self.report_file,
             "quarantine_file": self.quarantine_file,
-            "duration_seconds": round(self.duration, 3),
+            "duration_ms": self.duration_ms,
         }
 
 
@@ -585,7 +586,7 @@ def _require_schema(database: str) -> None:
     try:
         tables = set(connection.introspection.table_names())
     except DatabaseError as exc:
-        raise CouldNotRun(f"cannot reach database '{database}': {str(exc).strip().splitlines()[0]}") from None
+        raise CouldNotRun(f"cannot reach database '{database}': {first_line(exc)}") from None
     missing = [m._meta.db_table for m in (User, Server, Configuration) if m._meta.db_table not in tables]
     if missing:
         raise CouldNotRun(
@@ -713,7 +714,7 @@ def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor
     report.imported = {t: len(rows) for t, rows in good.items()}
     report.quarantined = {t: report.source_rows[t] - report.imported[t] for t in LEGACY_TABLES}
     report.collisions = _collisions(database, good["user"], good["server"], good["configuration"])
-    report.duration = time.monotonic() - started
+    report.duration_ms = to_ms(time.monotonic() - started)
     if report.collisions:
         raise ImportRefused(
             f"{len(report.collisions)} rows collide with rows already in database '{database}'; nothing was imported",
@@ -728,7 +729,7 @@ def _import(source, database, dry_run, skip_invalid, report_dir, progress, actor
     if dry_run:
         return report
     _run_import(report, raw, checker, good, database, report_dir, progress, actor)
-    report.duration = time.monotonic() - started
+    report.duration_ms = to_ms(time.monotonic() - started)
     return report
 
 
@@ -765,5 +766,5 @@ def _run_import(report, raw, checker, good, database, report_dir, progress, acto
             for path in (report.report_file, report.quarantine_file):
                 if path:
                     Path(path).unlink(missing_ok=True)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise DbtoolsError(f"the database refused the import ({first}); nothing was imported") from None
