@@ -7,6 +7,7 @@ off), then each problem must be reported with its count and sample ids.
 """
 
 import json
+import os
 import sqlite3
 from contextlib import contextmanager
 from datetime import timedelta
@@ -14,7 +15,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, models, transaction
+from django.db import connection, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -615,3 +616,29 @@ def test_triggers_views_and_routines_the_migrations_did_not_create_are_reported(
     finally:
         for statement in drop:
             execute(statement)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_side_by_side_where_other_connections_see_the_database():
+    """A file or a server is seen by every connection: one worker per core, up to four."""
+    engine = get_engine()
+    assert engine.shared_between_connections()
+    assert runner._worker_count(engine, None) == max(1, min(runner.MAX_WORKERS, os.cpu_count() or 1))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_sqlite_in_memory_database_runs_on_one_connection():
+    """SQLite's in-memory database is private to its connection: one worker, and it still validates."""
+    base = connections["default"]
+    memory = base.__class__(dict(base.settings_dict, NAME=":memory:"), alias="in_memory")
+    connections["in_memory"] = memory
+    try:
+        engine = get_engine("in_memory")
+        assert not engine.shared_between_connections()
+        assert runner._worker_count(engine, None) == 1
+        report = run_validation("in_memory")
+        assert {p.category for p in report.problems} == {"missing_tables", "unapplied_migrations"}
+    finally:
+        del connections["in_memory"]
+        memory.close()
