@@ -121,6 +121,17 @@ class Engine:
         """
         raise NotImplementedError
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """Whether another connection with the same settings sees this same database.
+
+        Validation runs its queries side by side, each worker thread on its own connection,
+        only where this holds. False for a database private to the connection that made it
+        (SQLite's in-memory database); True for a file or a server.
+        """
+        raise NotImplementedError
+
     # --- maintenance --------------------------------------------------------
 
     def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:

@@ -779,6 +779,12 @@ class SQLiteEngine(Engine):
             )
         return found
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """False for an in-memory database: each connection has its own."""
+        return not self.connection.is_in_memory_db()
+
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 
