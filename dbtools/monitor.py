@@ -355,9 +355,9 @@ def collect_stats(database: str = DEFAULT_DB_ALIAS, *, exact: bool = True) -> Da
     Raises DatabaseUnreachable when the database does not answer.
     """
     from .engines import get_engine
-    from .validation import _ensure_reachable
+    from .validation import ensure_reachable
 
-    _ensure_reachable(database)
+    ensure_reachable(database)
     engine = get_engine(database)
     counts, counts_exact = table_counts(database, exact=exact)
     performance = measure_latency(database)

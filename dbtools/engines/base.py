@@ -241,6 +241,15 @@ class Engine(ABC):
         table it belongs to, or ""), ``drop`` (the statement that removes it, quoted).
         """
 
+    @abstractmethod
+    def shared_between_connections(self) -> bool:
+        """Whether another connection with the same settings sees this same database.
+
+        Validation runs its queries side by side, each worker thread on its own connection,
+        only where this holds. False for a database private to the connection that made it
+        (SQLite's in-memory database); True for a file or a server.
+        """
+
     # --- maintenance --------------------------------------------------------
 
     @abstractmethod

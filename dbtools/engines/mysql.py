@@ -606,6 +606,12 @@ class MySQLEngine(Engine):
                     )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True
+
     # --- lock -------------------------------------------------------------------
 
     def lock(self, holder: str, private_directory: Callable[[], Path | None]) -> AbstractContextManager[str]:

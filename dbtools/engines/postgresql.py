@@ -702,6 +702,12 @@ class PostgreSQLEngine(Engine):
             found.append({"kind": kind, "name": name, "table": table, "drop": drop})
         return found
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True
+
     # --- lock -------------------------------------------------------------------
 
     def lock(self, holder: str, private_directory: Callable[[], Path | None]) -> AbstractContextManager[str]:

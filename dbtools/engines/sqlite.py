@@ -772,6 +772,12 @@ class SQLiteEngine(Engine):
             )
         return found
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """False for an in-memory database: each connection has its own."""
+        return not self.connection.is_in_memory_db()
+
     # --- maintenance: salvage ---------------------------------------------------
 
     def salvage(self, source: Path | None, output: Path, migrate: Callable[[Path], None]) -> SalvageResult:

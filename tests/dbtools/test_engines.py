@@ -37,6 +37,7 @@ CONTRACT = {
     "indexes_and_constraints",
     "integrity_problems",
     "foreign_schema_objects",
+    "shared_between_connections",
     "maintain",
     "maintenance_advice",
     "lock",
