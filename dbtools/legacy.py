@@ -738,7 +738,7 @@ def _bad_rows(src, table: str, checker: _Checker) -> list[tuple]:
 
 
 def _run_import(report, raw, checker, good, database, report_dir, progress, actor) -> None:
-    from .backup import create_backup
+    from .backups import create_backup
     from .locks import database_lock
 
     quarantined = [

@@ -235,7 +235,7 @@ def _manual_check_fix(problem, database: str) -> list[str]:
 
 def repair_database(database: str = DEFAULT_DB_ALIAS, *, apply: bool = False, actor: str | None = None):
     """The plan; with ``apply``, a pre-fix backup then every safe fix in one transaction, each logged."""
-    from .backup import create_backup
+    from .backups import create_backup
 
     t0 = time.monotonic()
     result = RepairResult(database=database, plans=plan_repairs(database))

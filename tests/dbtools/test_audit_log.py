@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.models import OperationLog
 from dbtools.oplog import journal_path, pending_journal
 
@@ -103,7 +103,7 @@ def test_a_bad_journal_line_is_skipped_not_a_crash(client):
 
 
 def test_a_prune_logs_each_deleted_file_and_why():
-    from dbtools.retention import RetentionPolicy, prune_backups
+    from dbtools.backups import RetentionPolicy, prune_backups
 
     make_data("a")
     first = create_backup().path

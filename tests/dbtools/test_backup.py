@@ -12,8 +12,7 @@ import zstandard
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dbtools import backup as backup_module
-from dbtools.backup import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup
+from dbtools.backups import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup, writer
 from dbtools.manifest import manifest_path, write_manifest
 from dbtools.models import OperationLog
 
@@ -61,7 +60,7 @@ def test_backup_is_a_verified_file_with_its_manifest(settings, vendor):
 
 def test_two_backups_in_the_same_second_give_two_files(monkeypatch):
     frozen = datetime(2026, 5, 17, 3, 4, 5, tzinfo=UTC)
-    monkeypatch.setattr(backup_module, "_now", lambda: frozen)
+    monkeypatch.setattr(writer, "_now", lambda: frozen)
     first = create_backup()
     second = create_backup()
     assert first.path != second.path

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from dbtools.backup import NAME_RE, create_backup, list_backups, read_manifest, verify_backup
+from dbtools.backups import NAME_RE, create_backup, list_backups, read_manifest, verify_backup
 from dbtools.errors import LockHeld
 from dbtools.locks import database_lock
 from dbtools.models import OperationLog

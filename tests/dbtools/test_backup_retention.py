@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import RetentionPolicy, create_backup, list_backups, prune_backups
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
-from dbtools.retention import RetentionPolicy, prune_backups
 
 
 def fake_backup(

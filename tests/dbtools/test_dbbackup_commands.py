@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import create_backup, list_backups, read_manifest
 
 from .restore_helpers import data_digest, live_fingerprint, make_data, text_file
 from .restore_helpers import run_command as run

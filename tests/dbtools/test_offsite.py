@@ -19,11 +19,9 @@ import boto3
 import pytest
 from django.core.management import CommandError, call_command
 
-from dbtools import offsite
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import RetentionPolicy, create_backup, list_backups, offsite, read_manifest
 from dbtools.models import OperationLog
 from dbtools.monitor import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
-from dbtools.retention import RetentionPolicy
 
 from ..conftest import signing_env
 from .backup_support import empty_database_url

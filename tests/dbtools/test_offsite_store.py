@@ -6,8 +6,8 @@ import os
 import boto3
 import pytest
 
+from dbtools.backups import OffsiteStore, parse_url
 from dbtools.errors import BackupFailed, CouldNotRun, VerificationFailed
-from dbtools.offsite import OffsiteStore, parse_url
 
 
 def _backup(tmp_path, name="db-20261129-010203.sqlite3.zst", size=20 << 20):
