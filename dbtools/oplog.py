@@ -127,12 +127,14 @@ def journal_operation(operation: str, *, database: str = DEFAULT_DB_ALIAS, actor
         yield record
 
 
-def append_journal(record: OperationRecord, started, seconds: float) -> None:
-    """One line in the journal; never raises (the operation's own result comes first)."""
+def append_journal(record: OperationRecord, started, seconds: float, finished=None) -> None:
+    """One line in the journal; never raises (the operation's own result comes first).
+
+    ``finished`` defaults to now; an entry put back by merge_journal keeps its own."""
     entry = {
         **asdict(record),
         "started_at": started.isoformat(),
-        "finished_at": timezone.now().isoformat(),
+        "finished_at": (finished or timezone.now()).isoformat(),
         "duration_ms": to_ms(seconds),
     }
     logger.info("%s %s: %s", record.operation, record.outcome, record.message)
@@ -219,5 +221,5 @@ def merge_journal(alias: str) -> int:
             **{k: entry[k] for k in ("operation", "database", "actor", "file", "checksum", "message", "details")},
             outcome=entry["outcome"],
         )
-        append_journal(record, entry["started_at"], entry["duration_ms"] / 1000)
+        append_journal(record, entry["started_at"], entry["duration_ms"] / 1000, entry["finished_at"])
     return len(mine)

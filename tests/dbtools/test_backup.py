@@ -1,4 +1,4 @@
-"""manage.py backup and dbtools.backup: files, manifests, verification, listing (every engine)."""
+"""manage.py backup and dbtools.backups: files, manifests, verification, listing (every engine)."""
 
 import hashlib
 import json
@@ -6,6 +6,7 @@ import os
 import re
 import stat
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 import zstandard
@@ -13,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbtools.backups import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup, writer
+from dbtools.formatting import format_bytes
 from dbtools.manifest import manifest_path, write_manifest
 from dbtools.models import OperationLog
 
@@ -153,7 +155,7 @@ def test_list_shows_backups_newest_first_and_reports_foreign_files(settings):
     assert "no manifest" in by_name["db_backup_20000101_000000.sqlite3.zst"].problem
     assert infos[-1].name == "db_backup_20000101_000000.sqlite3.zst"
 
-    out = __import__("io").StringIO()
+    out = StringIO()
     call_command("backup", "--list", "--json", stdout=out)
     listed = json.loads(out.getvalue())
     assert [i["name"] for i in listed][0] in (first.name, "notes.txt")
@@ -210,7 +212,23 @@ def test_command_prints_the_path_and_is_quiet_with_v0(manage_py, settings):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["verification"]["ok"] is True and result["verification"]["level"] == "full"
+    assert isinstance(result["duration_ms"], int) and result["duration_ms"] > 0 and "duration_seconds" not in result
     assert len(list_backups()) == 3
+
+
+def test_sizes_read_in_iec_units_and_the_duration_in_seconds():
+    make_rows("iec", users=3)
+    out = StringIO()
+    call_command("backup", verbosity=2, stdout=out)
+    [info] = list_backups()
+    size = format_bytes(info.size)
+    assert re.search(
+        r"^\d+(\.\d)? (B|KiB|MiB), \d+ rows in \d+ tables, sha256 [0-9a-f]{64}, \d+\.\d\d s$", out.getvalue(), re.M
+    )
+    assert f"{size}, " in out.getvalue() and "KB" not in out.getvalue()
+    out = StringIO()
+    call_command("backup", "--list", stdout=out)
+    assert f"  {size:>10}  local  " in out.getvalue()
 
 
 @pytest.mark.engines("postgresql", "mysql")
