@@ -30,7 +30,7 @@ from ..schema_state import known_migrations, manifest_schema_state
 from ..signing import Keyring, keyring
 from ..streams import pid_alive
 
-logger = logging.getLogger("dbtools.backup")
+logger = logging.getLogger("dbtools.backup")  # the logger's name from before the package, kept for log filters
 
 NAME_RE = re.compile(r"^db_backup_(\d{8})_(\d{6})(?:_(\d+))?\.([A-Za-z0-9.]+)$")
 # Temporary files named with their process id: a backup's, a scratch's, a manifest's.

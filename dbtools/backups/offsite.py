@@ -40,7 +40,7 @@ __all__ = [
     "upload_backup",
 ]
 
-logger = logging.getLogger("dbtools.offsite")
+logger = logging.getLogger("dbtools.offsite")  # the logger's name from before the package, kept for log filters
 
 
 def upload_backup(store: OffsiteStore, path) -> dict:

@@ -12,11 +12,16 @@ import pytest
 import zstandard
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.utils import timezone
 
 from dbtools.backups import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup, writer
+from dbtools.engines import get_engine
+from dbtools.engines import sqlite as sqlite_engine
+from dbtools.engines.sqlite import _check_expressions
 from dbtools.formatting import format_bytes
 from dbtools.manifest import manifest_path, write_manifest
-from dbtools.models import OperationLog
+from dbtools.models import OperationLog, StoredReport
 
 from .backup_support import make_rows, scratch_leftovers
 
@@ -233,10 +238,6 @@ def test_sizes_read_in_iec_units_and_the_duration_in_seconds():
 
 @pytest.mark.engines("postgresql", "mysql")
 def test_the_password_goes_through_the_environment_never_argv(monkeypatch, vendor):
-    from django.db import connection
-
-    from dbtools.engines import get_engine
-
     monkeypatch.setitem(connection.settings_dict, "PASSWORD", "pw-Never-In-Argv")
     engine = get_engine()
     if vendor == "postgresql":
@@ -253,7 +254,6 @@ def test_sqlite_backup_checks_the_rows_against_their_checks_and_keeps_a_bad_row(
     """The copy is quick_checked read-write, so its CHECK constraints are evaluated (a
     read-only SQLite connection does not even parse them); a row breaking one is recorded
     in the manifest, and the backup still succeeds: it holds the data as it is."""
-    from django.db import connection
 
     make_rows("ck", users=2, servers_each=1)
     clean = read_manifest(create_backup().path).verification["checks"]
@@ -284,11 +284,6 @@ def test_sqlite_safety_backup_leaves_out_the_row_checks():
 def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
     """The CHECK scans split a table by rowid: a bad row in the last slice is found, and so
     is a column's own CHECK (a PositiveIntegerField's ">= 0")."""
-    from django.db import connection
-    from django.utils import timezone
-
-    from dbtools.engines import sqlite as sqlite_engine
-    from dbtools.models import StoredReport
 
     monkeypatch.setattr(sqlite_engine, "SPLIT_CHECK_ROWS", 1)
     make_rows("sl", users=2, servers_each=3)
@@ -305,8 +300,6 @@ def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
 
 
 def test_check_expressions_of_a_create_table():
-    from dbtools.engines.sqlite import _check_expressions
-
     sql = (
         'CREATE TABLE "t" ("a" integer NOT NULL CHECK ("a" >= 0), "b" text, '
         "CONSTRAINT \"b_valid\" CHECK ((\"b\" IN ('x', 'y)')))), "

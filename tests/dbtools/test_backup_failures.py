@@ -21,6 +21,7 @@ from dbtools.engines import get_engine
 from dbtools.errors import LockHeld
 from dbtools.locks import database_lock
 from dbtools.models import OperationLog
+from tests.conftest import database_url_for, signing_env
 
 from .backup_support import closed_port_url, make_bulk, make_rows
 
@@ -51,7 +52,6 @@ def final_files(directory: Path) -> list[str]:
 
 
 def subprocess_env(settings, **extra) -> dict:
-    from tests.conftest import database_url_for, signing_env
 
     env = dict(os.environ)
     env.update(
