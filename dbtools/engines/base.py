@@ -142,3 +142,11 @@ class Engine:
     def maintenance_advice(self) -> list[str]:
         """Lines recommending ``maintain``, only where a figure says it would pay; [] otherwise."""
         raise NotImplementedError
+
+    # --- backup side (dbtools.backups) -------------------------------------
+
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """Why write_dump failed, in one line, when ``exc`` is an error of the engine's own
+        driver that the backup side cannot name (it imports no driver); None for any other
+        exception, which goes on up as it is. The backup becomes BackupFailed (exit 1)."""
+        return None
