@@ -6,7 +6,6 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-
 USERNAME_CHARS = "A-Za-z0-9_-"
 USERNAME_MIN, USERNAME_MAX = 3, 80
 

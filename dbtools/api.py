@@ -81,7 +81,7 @@ class DatabaseManager:
         """Migrate ``app`` back to ``target`` ("zero" for none), after a backup; returns what was unapplied."""
         from django.core.management import call_command
 
-        from .backup import migration_plan
+        from .schema_state import migration_plan
 
         plan = migration_plan(self.database, app, target)
         call_command(
@@ -108,7 +108,7 @@ class DatabaseManager:
     @either_way
     def get_pending_migrations(self) -> list[str]:
         """Migrations ``upgrade_database`` would apply, in order, as "app.name"."""
-        from .backup import migration_plan
+        from .schema_state import migration_plan
 
         return [f"{m.app_label}.{m.name}" for m, backwards in migration_plan(self.database) if not backwards]
 
@@ -131,7 +131,7 @@ class DatabaseBackup:
     @either_way
     def create_backup(self, output_dir=None, *, verify: str = "quick", reason: str = "manual") -> str:
         """Write a verified backup and return the new file's path (raises dbtools.errors on failure)."""
-        from .backup import create_backup
+        from .backups import create_backup
 
         return str(create_backup(database=self.database, output_dir=output_dir, verify=verify, reason=reason).path)
 

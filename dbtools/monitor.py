@@ -268,7 +268,7 @@ def backup_state(directory: Path | None = None, database: str = DEFAULT_DB_ALIAS
     directory's listing when the caller has it already (the dashboard lists it once).
     """
     try:
-        from .backup import list_backups
+        from .backups import list_backups
     except ImportError:  # the backup module is not there (yet): say so, do not fail
         return {
             "available": False,
@@ -279,7 +279,7 @@ def backup_state(directory: Path | None = None, database: str = DEFAULT_DB_ALIAS
             "newest_unsigned": None,
             "bad": [],
         }
-    from .backup import belongs_to
+    from .backups import belongs_to
 
     listed = list_backups(directory) if listed is None else listed
     backups = [b for b in listed if not b.problem and belongs_to(b.manifest, database)]
@@ -320,7 +320,7 @@ def backup_state(directory: Path | None = None, database: str = DEFAULT_DB_ALIAS
 
 def _offsite_state() -> dict:
     """The newest offsite copy and its age (dbtools.offsite.offsite_state: cached for a minute)."""
-    from .offsite import offsite_state
+    from .backups import offsite_state
 
     return offsite_state(timezone.now())
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from accounts.models import User
 from servers.models import Configuration, Server, ServerStatus
 
-from .backup import create_backup
+from .backups import create_backup
 from .errors import DbtoolsError
 from .formatting import to_ms
 from .oplog import OperationRecord, os_user, write_entry

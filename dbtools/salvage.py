@@ -22,7 +22,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from .backup import backup_directory
+from .backups import backup_directory
 from .engines import get_engine
 from .engines.results import SalvageResult, TableComparison
 from .formatting import to_ms

@@ -1,7 +1,7 @@
 """Streaming pieces of a backup: compress while hashing, decompress while hashing, pipes,
 regular files only.
 
-Vendor-neutral; the engines and dbtools.backup share them (the engines' result types are
+Vendor-neutral; the engines and dbtools.backups share them (the engines' result types are
 in dbtools.engines.results). Every byte of a backup is
 read or written once: the sha256 is taken from the compressed bytes as they go to (or
 come from) the file, never in a second pass.

@@ -65,7 +65,7 @@ def _dashboard_context(request, database: str) -> dict:
     health = monitor.health_report(database)
     connected = health.checks[0].status != monitor.UNHEALTHY
     counts, counts_exact, size, conn, last, operations = None, True, None, None, None, []
-    from .backup import list_backups
+    from .backups import list_backups
 
     listed = list_backups()  # once: the backup figures and the trend chart read it
     backups = monitor.backup_state(database=database, listed=listed)
@@ -123,7 +123,7 @@ def _backup_trend(database: str, now, connected: bool, listed) -> dict:
     from datetime import timedelta
 
     from . import trends
-    from .backup import belongs_to
+    from .backups import belongs_to
     from .models import OperationLog
 
     failures = []
@@ -156,7 +156,7 @@ def dashboard(request):
 @require_POST
 def backup_now(request):
     """Take a backup now, as the admin (the operations log records the username)."""
-    from .backup import create_backup
+    from .backups import create_backup
 
     try:
         result = create_backup(actor=request.user.get_username(), reason="manual")

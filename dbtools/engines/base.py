@@ -128,6 +128,12 @@ class Engine(ABC):
         is written: never the backup directory. Engines that stream (no snapshot file) ignore it."""
         return backup_directory
 
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """Why write_dump failed, in one line, when ``exc`` is an error of the engine's own
+        driver that the backup side cannot name (it imports no driver); None for any other
+        exception, which goes on up as it is. The backup becomes BackupFailed (exit 1)."""
+        return None
+
     def drop_scratch_leftovers(self) -> list[str]:
         """Remove scratch databases (or files) of this database whose creating process is gone.
 

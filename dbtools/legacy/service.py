@@ -9,7 +9,7 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
-from ..backup import create_backup
+from ..backups import create_backup
 from ..engines.legacy import open_legacy_source
 from ..errors import CouldNotRun, DbtoolsError
 from ..formatting import first_line, to_ms

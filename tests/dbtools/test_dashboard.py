@@ -120,7 +120,7 @@ def test_post_needs_csrf(admin_user):
 
 @pytest.mark.django_db(transaction=True)
 def test_back_up_now(settings):
-    from dbtools.backup import list_backups
+    from dbtools.backups import list_backups
 
     admin = User.objects.create_superuser("boss", password="correct-horse-battery")
     client = Client()

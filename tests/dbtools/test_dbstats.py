@@ -132,7 +132,7 @@ def test_command_unreachable(manage_py):
 
 @pytest.mark.django_db(transaction=True)
 def test_newest_backup_age_and_verification():
-    from dbtools.backup import create_backup, list_backups
+    from dbtools.backups import create_backup, list_backups
 
     populate()
     create_backup(actor="tests")

@@ -13,7 +13,7 @@ from servers.models import Server
 
 
 def take_backup():
-    from dbtools.backup import create_backup
+    from dbtools.backups import create_backup
 
     result = create_backup(actor="tests")
     assert result.verification.ok
