@@ -50,6 +50,7 @@ DEFAULTS = {
     "backup_identity",
     "plaintext_workdir",
     "drop_scratch_leftovers",
+    "dump_failure",
     "prepare_swap",
     "integrity_after_swap",
     "integrity_of_scratch",
