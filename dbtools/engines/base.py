@@ -150,3 +150,15 @@ class Engine:
         driver that the backup side cannot name (it imports no driver); None for any other
         exception, which goes on up as it is. The backup becomes BackupFailed (exit 1)."""
         return None
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The table names of ``path`` when it is a database file in this engine's own file
+        format, read without loading it and without running anything it holds; None when it
+        is not one (or cannot be read). Restore asks every engine, whatever the live
+        database's, to tell a Flask-era database file from a backup. Engines whose databases
+        are not single files always answer None.
+        """
+        raise NotImplementedError

@@ -616,3 +616,10 @@ class MySQLEngine(Engine):
     def shared_between_connections(self) -> bool:
         """True: every connection reaches the same database on the server."""
         return True
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """None: a MariaDB database lives on its server, never in a file (its dumps are SQL scripts, not databases)."""
+        return None

@@ -722,3 +722,10 @@ class PostgreSQLEngine(Engine):
     def shared_between_connections(self) -> bool:
         """True: every connection reaches the same database on the server."""
         return True
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """None: a PostgreSQL database lives on its server, never in a file (its dumps are archives, not databases)."""
+        return None

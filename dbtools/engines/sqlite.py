@@ -798,6 +798,28 @@ class SQLiteEngine(Engine):
             return f"backup directory {directory} is full ({exc}); no backup was written"
         return f"SQLite could not copy the database: {exc}"
 
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The tables of an SQLite database file, opened read-only and immutable; None for
+        anything else (not a regular file, not an SQLite header, unreadable)."""
+        import sqlite3
+
+        from ..streams import open_regular
+
+        try:
+            with open_regular(path) as fh:
+                if not cls.looks_like_dump(fh.read(16)):
+                    return None
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            try:
+                return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error):
+            return None
+
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 
