@@ -5,6 +5,7 @@ database, committed (``transactional_db``) so subprocesses see it.
 """
 
 import json
+import os
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -17,6 +18,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from accounts.models import User
 from dbtools.api import DatabaseBackup
 from dbtools.backups import create_backup, list_backups, read_manifest
+from dbtools.engines import ENGINES
 from dbtools.errors import RestoreRefused
 from dbtools.models import OperationLog
 from dbtools.restore import check_restore, restore_backup
@@ -148,6 +150,21 @@ def test_flask_era_database_is_refused(elsewhere, force):
     old = flask_era_sqlite(elsewhere)
     assert_refused([str(old), "--noinput"] + (["--force"] if force else []), "Flask-era mcmanager database")
     assert_refused([str(old), "--noinput"], "python manage.py import_legacy mcmanager.db")
+
+
+def test_only_sqlite_reads_tables_from_a_file_and_only_from_a_database_file(elsewhere):
+    """Engine.tables_in_file, which tells a Flask-era file whatever the live engine: the
+    tables of an SQLite file; None for anything else, and from the server engines."""
+    old = flask_era_sqlite(elsewhere)
+    assert {cls.vendor: cls.tables_in_file(old) for cls in ENGINES} == {
+        "sqlite": {"user", "server", "configuration"},
+        "postgresql": None,
+        "mysql": None,
+    }
+    fifo = elsewhere / "pipe.sqlite3"
+    os.mkfifo(fifo)
+    for other in (text_file(elsewhere, "notes.sqlite3"), fifo, elsewhere, elsewhere / "missing.sqlite3"):
+        assert [cls.tables_in_file(other) for cls in ENGINES] == [None, None, None], other
 
 
 def test_manifestless_copy_is_refused_without_force(backup_file, elsewhere):
