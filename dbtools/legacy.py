@@ -549,7 +549,7 @@ def _insert(writer, model, columns: list[str], rows, progress: Progress | None, 
 
 def _write(database: str, users, servers, configs, progress: Progress | None) -> None:
     from accounts.models import User
-    from bench.datagen import _Writer
+    from dbtools.demo.writer import BulkWriter as _Writer
     from servers.models import Configuration, Server
 
     connection = connections[database]

@@ -610,3 +610,12 @@ class MySQLEngine(Engine):
                         {"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quote(name)}"}
                     )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # Rows go in with the base class's executemany: mysqlclient rewrites an INSERT ... VALUES
+    # run by executemany into multi-row INSERTs of up to max_allowed_packet, MariaDB's fastest
+    # path short of LOAD DATA (which the server may forbid). Sequences are AUTO_INCREMENT
+    # counters that follow explicit ids by themselves.
+
+    bulk_param_mark = "%s"
+    bulk_timestamp_suffix = ""

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ForeignContent
+from . import sqlite_bulk, sqlite_demo
 from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
@@ -778,6 +779,26 @@ class SQLiteEngine(Engine):
                 }
             )
         return found
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # See sqlite_bulk.py (the load itself) and sqlite_demo.py (rows computed by SQLite).
+
+    bulk_param_mark = "?"
+    demo_rows_in_database = True
+
+    def bulk_load_table(self, table: str):
+        return sqlite_bulk.load_table(self.connection, table)
+
+    def bulk_load_session(self):
+        return sqlite_bulk.load_session(self.connection)
+
+    def insert_demo_users(self, writer, User, rng, clock, start, total, batch_size, progress) -> None:
+        sqlite_demo.insert_users(writer, User, rng, clock, start, total, batch_size, progress)
+
+    def insert_demo_servers(self, writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free):
+        return sqlite_demo.insert_servers(
+            writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free
+        )
 
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
