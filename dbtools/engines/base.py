@@ -9,8 +9,11 @@ Sections (each owned by one feature; edit only yours):
 - maintenance: the per-engine SQL of ``manage.py maintain`` and when it would pay.
 - demo data (bulk loading): many rows with explicit ids, fast (``generate_demo_data``,
   ``import_legacy``).
+- databases and tools (benchmarks): the engine's own command-line tools, creating and
+  dropping a database (``bench/``).
 """
 
+import os
 from contextlib import contextmanager
 
 from django.core.management.color import no_style
@@ -199,4 +202,24 @@ class Engine:
         """Only where ``demo_rows_in_database``: ``total`` demo servers from id ``start`` owned by
         ``owner_ids``, the Running/Starting ones each on one of the ``free`` ports, as
         insert_demo_users() does it; returns how many are Running or Starting."""
+        raise NotImplementedError
+
+    # --- databases and tools (benchmarks) -----------------------------------
+    # bench/ times our commands against the engine's own tools and builds its databases
+    # with these, so it needs no vendor knowledge of its own.
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment with which the engine's command-line ``tool`` (``psql``,
+        ``pg_dump``, ``mariadb``, ``mariadb-dump``, ``sqlite3``...) reaches this database's server
+        as the application does (host, port, user, TLS); the password only in the environment.
+        The database itself is not named: the caller gives it as the tool expects."""
+        return [tool], dict(os.environ)
+
+    def create_database(self, name: str | None = None) -> None:
+        """Create the empty database ``name`` (default: this alias's) on the server. SQLite: the
+        file is created by the first connection."""
+        raise NotImplementedError
+
+    def drop_database(self, name: str | None = None) -> None:
+        """Drop the database ``name`` (default: this alias's) if it exists, whoever is connected."""
         raise NotImplementedError

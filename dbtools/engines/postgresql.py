@@ -734,3 +734,29 @@ class PostgreSQLEngine(Engine):
                     copy.write_row(row)
         finally:
             raw.close()
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        """Every libpq tool reads the connection from the environment (PGHOST, PGPORT, PGUSER,
+        PGPASSWORD and the TLS options of LIBPQ_ENV)."""
+        s = self.settings_dict
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        for key, variable in (("HOST", "PGHOST"), ("PORT", "PGPORT"), ("USER", "PGUSER"), ("PASSWORD", "PGPASSWORD")):
+            if s.get(key):
+                env[variable] = str(s[key])
+        env.update({LIBPQ_ENV[name]: value for name, value in self._libpq_options().items()})
+        return [tool], env
+
+    def create_database(self, name: str | None = None) -> None:
+        from psycopg import sql
+
+        with self._maintenance_connection() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name or self.settings_dict["NAME"])))
+
+    def drop_database(self, name: str | None = None) -> None:
+        from psycopg import sql
+
+        with self._maintenance_connection() as conn:
+            statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(statement.format(sql.Identifier(name or self.settings_dict["NAME"])))

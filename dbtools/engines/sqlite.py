@@ -800,6 +800,18 @@ class SQLiteEngine(Engine):
             writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free
         )
 
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def create_database(self, name: str | None = None) -> None:
+        """Only the directory: SQLite creates the file on the first connection."""
+        Path(name or self.settings_dict["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_database(self, name: str | None = None) -> None:
+        """The file and the journal, WAL and shared-memory files beside it."""
+        path = name or self.settings_dict["NAME"]
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 
