@@ -101,13 +101,12 @@ def insert_servers(
 ) -> int:
     """The servers as ``INSERT ... SELECT`` statements that compute every row inside SQLite.
 
-    Python only writes what is shared into temporary
-    tables (the free ports, a few thousand "profiles" of the small settings, the
-    name prefixes); the owners' random order and when each joined come from the
-    users table, which servers are up and on which free port from a seeded
-    permutation of the ids, and every other value from a seeded Lehmer generator
-    stepped once per id, all in SQL: the same seed gives the same rows, however
-    they are batched. CHECKs and foreign keys are checked per batch, not per row
+    Python only writes what is shared into temporary tables (the free ports, a few
+    thousand "profiles" of the small settings, the name prefixes); the owners' random
+    order and when each joined come from the users table, which servers are up and on
+    which free port from a seeded permutation of the ids, and every other value from a
+    seeded Lehmer generator stepped once per id, all in SQL: the same seed gives the
+    same rows, however they are batched. CHECKs and foreign keys are checked per batch, not per row
     (see sqlite_bulk.load_session).
     """
     qn = writer.connection.ops.quote_name
