@@ -101,7 +101,7 @@ def generate(
                 generate_users(writer, User, rng, clock, user_start, users, batch_size, progress, joined_age)
         active = 0
         if servers:
-            free = free_ports(database, Server)
+            free = free_ports(connection, Server)
             if in_database:
                 active = engine.insert_demo_servers(
                     writer, Server, rng, clock, server_start, servers, batch_size, progress, owner_ids, free

@@ -10,7 +10,7 @@ in a second thread while one is written. Every draw comes from the run's seeded
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import connections, transaction
+from django.db import transaction
 
 from .spec import (
     ACTIVE_STATUSES,
@@ -116,9 +116,8 @@ def generate_users(writer, User, rng, clock, start, total, batch_size, progress,
     write_batches(writer, User, USER_FIELDS, total, batch_size, progress, "users", make_rows)
 
 
-def free_ports(database: str, Server) -> list[int]:
+def free_ports(connection, Server) -> list[int]:
     """Ports no existing Running/Starting server uses, nearest to Minecraft's 25565 first."""
-    connection = connections[database]
     qn = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
