@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ForeignContent
+from . import sqlite_bulk, sqlite_demo
 from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
@@ -819,6 +820,38 @@ class SQLiteEngine(Engine):
                 conn.close()
         except (OSError, sqlite3.Error):
             return None
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # See sqlite_bulk.py (the load itself) and sqlite_demo.py (rows computed by SQLite).
+
+    bulk_param_mark = "?"
+    demo_rows_in_database = True
+
+    def bulk_load_table(self, table: str):
+        return sqlite_bulk.load_table(self.connection, table)
+
+    def bulk_load_session(self):
+        return sqlite_bulk.load_session(self.connection)
+
+    def insert_demo_users(self, writer, User, rng, clock, start, total, batch_size, progress) -> None:
+        sqlite_demo.insert_users(writer, User, rng, clock, start, total, batch_size, progress)
+
+    def insert_demo_servers(self, writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free):
+        return sqlite_demo.insert_servers(
+            writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free
+        )
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def create_database(self, name: str | None = None) -> None:
+        """Only the directory: SQLite creates the file on the first connection."""
+        Path(name or self.settings_dict["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_database(self, name: str | None = None) -> None:
+        """The file and the journal, WAL and shared-memory files beside it."""
+        path = name or self.settings_dict["NAME"]
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
