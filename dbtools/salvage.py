@@ -27,7 +27,7 @@ from .engines import get_engine
 from .engines.results import SalvageResult, TableComparison
 from .formatting import to_ms
 from .oplog import OperationRecord, os_user, write_entry
-from .restore import _check_file, _Checks, _loaded_scratch, resolve_source, scratch_alias
+from .restore import Checks, check_file, loaded_scratch, resolve_source, scratch_alias
 
 
 def _migrated_file(database: str, path: Path) -> None:
@@ -94,9 +94,9 @@ def compare_with_backup(
     engine = get_engine(database)
 
     def load_backup():
-        checks = _Checks()
-        manifest = _check_file(path, engine, database, True, checks)
-        return _loaded_scratch(engine, path, manifest, checks)
+        checks = Checks()
+        manifest = check_file(path, engine, True, checks)
+        return loaded_scratch(engine, path, manifest, checks)
 
     return engine.compare_salvage(Path(salvaged), load_backup)
 

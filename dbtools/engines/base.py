@@ -18,15 +18,21 @@ Sections (each owned by one feature; edit only yours, append within it):
   integrity checks, objects in the schema that are not ours;
 - maintenance: the per-engine SQL of ``manage.py maintain`` and when it would pay; the
   salvage of a damaged database;
-- lock: one backup or restore per database at a time.
+- lock: one backup or restore per database at a time;
+- demo data (bulk loading): many rows with explicit ids, fast (``generate_demo_data``,
+  ``import_legacy``);
+- databases and tools (benchmarks): the engine's own command-line tools, creating and
+  dropping a database (``bench/``).
 """
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from django.db import connections
+from django.core.management.color import no_style
+from django.db import connections, transaction
 
 from ..errors import CouldNotRun, DatabaseUnreachable
 from ..formatting import first_line
@@ -154,6 +160,16 @@ class Engine(ABC):
         A context manager yielding a ScratchDatabase (its ``name`` is what swap_in takes)
         with its row counts and checks; the scratch is removed on exit if it still exists.
         """
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The table names of ``path`` when it is a database file in this engine's own file
+        format, read without loading it and without running anything it holds; None when it
+        is not one (or cannot be read). Restore asks every engine, whatever the live
+        database's, to tell a Flask-era database file from a backup. Engines whose databases
+        are not single files always answer None.
+        """
+        return None
 
     # Whether the scratch stays readable, unchanged, while swap_in() runs (SQLite: the swap
     # only reads it). Then restore validates the scratch during the swap instead of the
@@ -297,3 +313,87 @@ class Engine(ABC):
         per-connection label others can read leaves it in ``private_directory()`` (a 0700
         directory of this user, or None).
         """
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # dbtools.demo (``generate_demo_data``) and dbtools.legacy (``import_legacy``) write
+    # many rows with explicit ids through dbtools.demo.writer.BulkWriter, which calls these.
+
+    # The DB-API driver's parameter mark in raw SQL ("?" for sqlite3, "%s" for psycopg and mysqlclient).
+    bulk_param_mark = "%s"
+    # What ends a "YYYY-MM-DD HH:MM:SS" timestamp literal of UTC for the engine's datetime
+    # columns ("+00" where they hold a time zone, PostgreSQL's timestamptz).
+    bulk_timestamp_suffix = ""
+    # Whether insert_demo_users() and insert_demo_servers() compute the rows inside the
+    # database (SQLite). Otherwise dbtools.demo builds them in Python and bulk_inserts them.
+    demo_rows_in_database = False
+
+    def bulk_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert ``rows`` (tuples in ``columns``' order, values as the driver binds them) into
+        ``table`` the fastest way the engine offers, in the current transaction. By default one
+        ``INSERT`` run by the raw DB-API cursor's ``executemany``."""
+        qn = self.connection.ops.quote_name
+        names = ", ".join(qn(c) for c in columns)
+        marks = ", ".join([self.bulk_param_mark] * len(columns))
+        self.connection.ensure_connection()
+        raw = self.connection.connection.cursor()
+        try:
+            raw.executemany(f"INSERT INTO {qn(table)} ({names}) VALUES ({marks})", rows)
+        finally:
+            raw.close()
+
+    @contextmanager
+    def bulk_load_table(self, table: str):
+        """Around the load of one table's rows (every batch). Nothing by default: the caller
+        commits each batch. SQLite: one transaction, secondary indexes rebuilt once at the end."""
+        yield
+
+    @contextmanager
+    def bulk_load_session(self):
+        """Around a whole bulk load. Yields whether the engine stopped enforcing CHECK constraints
+        and foreign keys per row: then the caller must check each batch itself (set-based) before
+        it commits. By default nothing changes and it yields False. SQLite: True."""
+        yield False
+
+    def reset_sequences(self, models) -> None:
+        """After rows with explicit ids: the next id the database hands out follows the highest.
+        Django knows which engines keep sequences apart from the tables (PostgreSQL); on the
+        others there is nothing to do."""
+        statements = self.connection.ops.sequence_reset_sql(no_style(), models)
+        if statements:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
+
+    def insert_demo_users(self, writer, User, rng, clock, start: int, total: int, batch_size: int, progress) -> None:
+        """Only where ``demo_rows_in_database``: ``total`` demo users from id ``start``, computed by the
+        database from ``rng``'s draws, ``batch_size`` rows at a time, each batch ``writer.verify()``-ed
+        inside ``writer.loading(User)``; ``progress("users", done, total)`` after each."""
+        raise NotImplementedError
+
+    def insert_demo_servers(
+        self, writer, Server, rng, clock, start: int, total: int, batch_size: int, progress, owner_ids, free
+    ) -> int:
+        """Only where ``demo_rows_in_database``: ``total`` demo servers from id ``start`` owned by
+        ``owner_ids``, the Running/Starting ones each on one of the ``free`` ports, as
+        insert_demo_users() does it; returns how many are Running or Starting."""
+        raise NotImplementedError
+
+    # --- databases and tools (benchmarks) -----------------------------------
+    # bench/ times our commands against the engine's own tools and builds its databases
+    # with these, so it needs no vendor knowledge of its own.
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment with which the engine's command-line ``tool`` (``psql``,
+        ``pg_dump``, ``mariadb``, ``mariadb-dump``, ``sqlite3``...) reaches this database's server
+        as the application does (host, port, user, TLS); the password only in the environment.
+        The database itself is not named: the caller gives it as the tool expects."""
+        return [tool], dict(os.environ)
+
+    @abstractmethod
+    def create_database(self, name: str | None = None) -> None:
+        """Create the empty database ``name`` (default: this alias's) on the server. SQLite: the
+        file is created by the first connection."""
+
+    @abstractmethod
+    def drop_database(self, name: str | None = None) -> None:
+        """Drop the database ``name`` (default: this alias's) if it exists, whoever is connected."""

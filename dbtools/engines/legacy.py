@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -276,3 +277,26 @@ def open_legacy_source(source: str) -> LegacySource:
             raise CouldNotRun(f"unsupported source URL scheme {scheme}://: use a SQLite file, postgres:// or mysql://")
         return PostgreSQLSource(source) if vendor == "postgresql" else MySQLSource(source)
     return SQLiteSource(Path(source))
+
+
+# --- writing a source (benchmarks and tests) ---------------------------------------
+
+
+def write_sqlite_source(path: Path, script: str, rows: dict[str, Iterable[tuple]]) -> None:
+    """A new SQLite file at ``path`` as the Flask-era application could have left it: ``script``
+    (its schema and any fixed rows), then each table's ``rows`` (tuples in column order), in one
+    commit. For benchmarks that need a source to import; import_legacy itself only reads."""
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(script)
+        for table, data in rows.items():
+            data = iter(data)
+            first = next(data, None)
+            if first is None:
+                continue
+            marks = ", ".join("?" * len(first))
+            conn.executemany(f"INSERT INTO {SQLiteSource._q(table)} VALUES ({marks})", chain([first], data))
+        conn.commit()
+    finally:
+        conn.close()

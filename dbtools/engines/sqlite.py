@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import DatabaseUnreachable, ForeignContent, VerificationFailed
 from ..streams import CHUNK, fsync_directory, pid_alive, unique_suffix
-from . import locking, sqlite_salvage
+from . import locking, sqlite_bulk, sqlite_demo, sqlite_salvage
 from .base import Engine
 from .results import Check, DumpOutcome, SalvageResult, ScratchDatabase, TableComparison, expected_tables_check
 
@@ -790,6 +790,60 @@ class SQLiteEngine(Engine):
         if "full" in str(exc):
             return f"backup directory {directory} is full ({exc}); no backup was written"
         return f"SQLite could not copy the database: {exc}"
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The tables of an SQLite database file, opened read-only and immutable; None for
+        anything else (not a regular file, not an SQLite header, unreadable)."""
+        import sqlite3
+
+        from ..streams import open_regular
+
+        try:
+            with open_regular(path) as fh:
+                if not cls.looks_like_dump(fh.read(16)):
+                    return None
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            try:
+                return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error):
+            return None
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # See sqlite_bulk.py (the load itself) and sqlite_demo.py (rows computed by SQLite).
+
+    bulk_param_mark = "?"
+    demo_rows_in_database = True
+
+    def bulk_load_table(self, table: str):
+        return sqlite_bulk.load_table(self.connection, table)
+
+    def bulk_load_session(self):
+        return sqlite_bulk.load_session(self.connection)
+
+    def insert_demo_users(self, writer, User, rng, clock, start, total, batch_size, progress) -> None:
+        sqlite_demo.insert_users(writer, User, rng, clock, start, total, batch_size, progress)
+
+    def insert_demo_servers(self, writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free):
+        return sqlite_demo.insert_servers(
+            writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free
+        )
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def create_database(self, name: str | None = None) -> None:
+        """Only the directory: SQLite creates the file on the first connection."""
+        Path(name or self.settings_dict["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_database(self, name: str | None = None) -> None:
+        """The file and the journal, WAL and shared-memory files beside it."""
+        path = name or self.settings_dict["NAME"]
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     # --- maintenance: salvage ---------------------------------------------------
 

@@ -14,6 +14,10 @@ from django.db import DatabaseError, connections
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from accounts.models import User
+from servers.models import Configuration, Server
+
+from ..demo.writer import BulkWriter
 from ..errors import CouldNotRun
 from ..formatting import first_line
 from .report import ACTIVE, BATCH_SIZE, ImportReport, Progress, RowProblem
@@ -101,15 +105,11 @@ def _insert(writer, model, columns: list[str], rows, progress: Progress | None, 
 
 
 def write_rows(database: str, users, servers, configs, progress: Progress | None) -> None:
-    from accounts.models import User
-    from bench.datagen import _Writer
-    from servers.models import Configuration, Server
-
     connection = connections[database]
     adapt = connection.ops.adapt_datetimefield_value
     now = timezone.now()
     now_db = adapt(now)
-    writer = _Writer(database)
+    writer = BulkWriter(database)
     # Each batch is converted as it is written: the converted copy never exists whole.
     _insert(
         writer,

@@ -258,7 +258,7 @@ def test_sigkill_in_the_middle_of_a_large_sqlite_swap(delay):
     it or just after, and the file is whole either way."""
     import time
 
-    from bench.datagen import generate
+    from dbtools.demo.generator import generate
 
     generate(users=2000, servers=60000, configs=10)
     path = Path(create_backup(reason="manual").path)
