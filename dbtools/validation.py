@@ -518,7 +518,7 @@ def _problem(rule: Rule, count: int) -> Problem:
 
 def migration_problems(database: str) -> list[Problem]:
     """Migrations the code has and the database lacks, and the reverse (database newer than code)."""
-    from .monitor import migration_state
+    from .schema_state import migration_state
 
     state = migration_state(database)
     unapplied, unknown = state["unapplied_names"], state["unknown_names"]
@@ -710,6 +710,11 @@ def _ensure_reachable(database: str) -> None:
 
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise DatabaseUnreachable(f"cannot reach {get_engine(database).describe()}: {first}") from None
+
+
+# The public names monitoring uses (dbtools.monitoring imports them; the validation package
+# that replaces this module exports them under these names).
+ensure_reachable = _ensure_reachable
 
 
 MAX_WORKERS = 4

@@ -22,7 +22,7 @@ from django.core.management import CommandError, call_command
 from dbtools import offsite
 from dbtools.backup import create_backup, list_backups, read_manifest
 from dbtools.models import OperationLog
-from dbtools.monitor import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
+from dbtools.monitoring import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
 from dbtools.retention import RetentionPolicy
 
 from ..conftest import signing_env
