@@ -446,7 +446,7 @@ out = {"dbstats": [], "health_page": [], "health_status": None}
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
 
 real = create_backup(reason="bench").path

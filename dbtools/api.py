@@ -1,6 +1,6 @@
 """The seed's Python names, as thin wrappers over the service functions.
 
-Each class only adapts a service (dbtools.backup, dbtools.restore, dbtools.validation,
+Each class only adapts a service (dbtools.backups, dbtools.restore, dbtools.validation,
 dbtools.monitoring) to the names and return shapes the seed promised. The seed calls them on
 the classes (``DatabaseBackup.create_backup()``, ``DatabaseMonitor.check_database_health()``):
 every public method works on the class (on the default database, or ``database=ALIAS``) and
@@ -27,7 +27,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import DEFAULT_DB_ALIAS, connections  # noqa: E402
 from django.db.migrations.recorder import MigrationRecorder  # noqa: E402
 
-from .backup import create_backup  # noqa: E402
+from .backups import create_backup  # noqa: E402
 from .errors import DbtoolsError  # noqa: E402
 from .monitoring import collect_stats, health_report, registered  # noqa: E402
 from .restore import restore_backup  # noqa: E402

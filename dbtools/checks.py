@@ -94,8 +94,8 @@ def check_dbtools_settings(app_configs, **kwargs):
 
 def _offsite_and_encryption_errors() -> list:
     """dbtools.E011-E014: the offsite URL and its credentials, the age keys."""
+    from .backups import parse_url
     from .encryption import parse_recipients
-    from .offsite import parse_url
 
     errors = []
     offsite = (getattr(settings, "MCMANAGER_OFFSITE_URL", "") or "").strip()

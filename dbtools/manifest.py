@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from .errors import VerificationFailed
+from .formatting import first_line
 from .signing import Authenticity
 from .streams import NotRegularFile, open_regular
 
@@ -247,8 +248,7 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     except RecursionError:
         raise VerificationFailed(f"the manifest of {name} is bad: nested too deeply") from None
     except ValueError as exc:
-        first = (str(exc).splitlines() or ["?"])[0]
-        raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first})") from None
+        raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first_line(exc)})") from None
     # The same bytes checked with the same keys give the same verdict: a listing of a year
     # of backups (the dashboard, /health/) checks each manifest once per process, not per request.
     memo_key = (hashlib.sha256(raw).digest(), tuple(k.key_id for k in keys.keys), keys.problem)

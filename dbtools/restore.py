@@ -40,13 +40,12 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 
-from . import backup as backups
-from . import signing
+from . import backups, signing
+from .backups import RetentionPolicy
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
 from .oplog import journal_operation, record_operation
-from .retention import RetentionPolicy
 from .streams import Check, NotRegularFile, open_regular
 
 logger = logging.getLogger("dbtools.restore")
@@ -259,7 +258,7 @@ def fetched_source(source, *, latest: bool, database: str, force: bool = False) 
     checked), then the file (size and sha256 checked as it streams); the normal pipeline
     then runs on that copy, and the directory goes when the block ends, whatever happens.
     """
-    from . import offsite
+    from .backups import offsite
 
     store = offsite.OffsiteStore.from_settings()
     if store is None:
@@ -270,7 +269,7 @@ def fetched_source(source, *, latest: bool, database: str, force: bool = False) 
 
 
 def _local_or_offsite(store, tmp: Path, source, latest: bool, database: str, force: bool) -> Path:
-    from . import offsite
+    from .backups import offsite
 
     if latest and not source:
         usable = [i for i in backups.list_backups() if i.verified and i.signed and not i.problem]

@@ -368,7 +368,7 @@ def _open_copy(copy: Path):
 
 
 def default_output() -> Path:
-    from .backup import backup_directory
+    from .backups import backup_directory
 
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     return backup_directory() / f"salvage_{stamp}.sqlite3"

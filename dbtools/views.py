@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from health_check.exceptions import ServiceWarning
 from health_check.views import HealthCheckView
 
-from .backup import create_backup
+from .backups import create_backup
 from .errors import DbtoolsError
 from .health import CHECKS
 from .monitoring import DEGRADED, HEALTHY, UNHEALTHY, build_snapshot, worst

@@ -123,6 +123,17 @@ class Engine:
         """
         raise NotImplementedError
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """Whether another connection with the same settings sees this same database.
+
+        Validation runs its queries side by side, each worker thread on its own connection,
+        only where this holds. False for a database private to the connection that made it
+        (SQLite's in-memory database); True for a file or a server.
+        """
+        raise NotImplementedError
+
     # --- maintenance --------------------------------------------------------
 
     def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
@@ -133,6 +144,14 @@ class Engine:
     def maintenance_advice(self) -> list[str]:
         """Lines recommending ``maintain``, only where a figure says it would pay; [] otherwise."""
         raise NotImplementedError
+
+    # --- backup side (dbtools.backups) -------------------------------------
+
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """Why write_dump failed, in one line, when ``exc`` is an error of the engine's own
+        driver that the backup side cannot name (it imports no driver); None for any other
+        exception, which goes on up as it is. The backup becomes BackupFailed (exit 1)."""
+        return None
 
     # --- monitoring (statistics: dbstats, /health/, the dashboard) -----------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import CouldNotRun, DatabaseUnreachable
+from ..formatting import first_line
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 URL_SCHEMES = {
@@ -57,10 +58,6 @@ class LegacySource:
         self.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-
-
 class SQLiteSource(LegacySource):
     kind = "sqlite"
 
@@ -94,7 +91,7 @@ class SQLiteSource(LegacySource):
             self.conn = sqlite3.connect(uri, uri=True)
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
-            raise CouldNotRun(f"{path} cannot be read as SQLite: {_first_line(exc)}") from None
+            raise CouldNotRun(f"{path} cannot be read as SQLite: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -134,7 +131,7 @@ class PostgreSQLSource(LegacySource):
             self.conn.read_only = True
             self.schema = self.conn.execute("SELECT current_schema()").fetchone()[0]
         except psycopg.Error as exc:
-            raise DatabaseUnreachable(f"cannot read {self.describe()}: {_first_line(exc)}") from None
+            raise DatabaseUnreachable(f"cannot read {self.describe()}: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"PostgreSQL database {_safe_url(self.url)}"
@@ -203,7 +200,7 @@ class MySQLSource(LegacySource):
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             cursor.close()
         except MySQLdb.Error as exc:
-            raise DatabaseUnreachable(f"cannot read {self.describe()}: {_first_line(exc)}") from None
+            raise DatabaseUnreachable(f"cannot read {self.describe()}: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"MariaDB database {_safe_url(self.url)}"

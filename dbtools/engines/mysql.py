@@ -610,3 +610,9 @@ class MySQLEngine(Engine):
                         {"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quote(name)}"}
                     )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
+
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True

@@ -716,3 +716,9 @@ class PostgreSQLEngine(Engine):
                 drop = f"DROP {kind.upper()} {quoted(name)}"
             found.append({"kind": kind, "name": name, "table": table, "drop": drop})
         return found
+
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True

@@ -779,6 +779,25 @@ class SQLiteEngine(Engine):
             )
         return found
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """False for an in-memory database: each connection has its own."""
+        return not self.connection.is_in_memory_db()
+
+    # --- backup side (dbtools.backups) -------------------------------------
+
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """sqlite3's errors of the backup API: a full disk (the copy is written in the backup
+        directory, or beside the live file for an encrypted backup), or a copy that failed."""
+        import sqlite3  # as the other methods of this module do: only where sqlite3 is used
+
+        if not isinstance(exc, sqlite3.OperationalError):
+            return None
+        if "full" in str(exc):
+            return f"backup directory {directory} is full ({exc}); no backup was written"
+        return f"SQLite could not copy the database: {exc}"
+
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)
 

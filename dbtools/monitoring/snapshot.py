@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from .. import trends
-from ..backup import belongs_to, list_backups
+from ..backups import belongs_to, list_backups
 from ..engines import get_engine
 from ..formatting import to_ms
 from ..models import OperationLog, StoredReport

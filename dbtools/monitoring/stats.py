@@ -20,9 +20,8 @@ from django.utils import timezone
 from accounts.models import User
 from servers.models import Configuration, Server
 
-from ..backup import belongs_to, list_backups
+from ..backups import belongs_to, list_backups, offsite_state
 from ..engines import Engine, get_engine
-from ..offsite import offsite_state
 from ..schema_state import migration_state
 from ..validation import ensure_reachable, reading
 

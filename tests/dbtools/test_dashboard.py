@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
-from dbtools.backup import list_backups
+from dbtools.backups import list_backups
 from dbtools.formatting import format_bytes
 from dbtools.models import OperationLog, StoredReport
 from dbtools.monitoring import build_snapshot

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from dbtools.api import DatabaseMonitor
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.monitoring import collect_stats, render_prometheus
 from servers.models import Configuration, Server
 

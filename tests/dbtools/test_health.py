@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from dbtools.api import DatabaseMonitor
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.formatting import format_bytes
 from dbtools.health import CHECKS as HEALTH_CHECK_CLASSES
 from dbtools.monitoring import CHECKS, DEGRADED, HEALTHY, UNHEALTHY, health_report, registered

@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.errors import VerificationFailed
 from dbtools.manifest import MAX_MANIFEST_BYTES, manifest_path, manifest_problem, read_manifest
 from dbtools.monitoring import backup_state

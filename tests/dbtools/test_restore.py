@@ -17,7 +17,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from accounts.models import User
 from dbtools import restore as restore_module
 from dbtools.api import DatabaseBackup
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import create_backup, list_backups, read_manifest
 from dbtools.errors import RestoreRefused
 from dbtools.models import OperationLog
 from servers.models import Server

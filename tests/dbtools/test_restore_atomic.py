@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 
 from ..conftest import database_url_for, signing_env
 from .restore_helpers import data_digest, make_data

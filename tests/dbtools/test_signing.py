@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups, verify_backup
+from dbtools.backups import create_backup, list_backups, verify_backup
 from dbtools.errors import CouldNotRun
 from dbtools.manifest import manifest_path, read_manifest
 from dbtools.signing import signing_key

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from dbtools import trends
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
 from dbtools.models import OperationLog
 
