@@ -11,6 +11,9 @@ Sections (each owned by one feature; edit only yours):
   ``import_legacy``).
 - databases and tools (benchmarks): the engine's own command-line tools, creating and
   dropping a database (``bench/``).
+
+- monitoring: the statistics of dbstats and the dashboard (sizes, row estimates,
+  server connections, pool, engine-specific figures).
 """
 
 import os
@@ -253,3 +256,35 @@ class Engine:
     def drop_database(self, name: str | None = None) -> None:
         """Drop the database ``name`` (default: this alias's) if it exists, whoever is connected."""
         raise NotImplementedError
+
+    # --- monitoring (statistics: dbstats, /health/, the dashboard) -----------
+
+    def database_size(self) -> dict:
+        """The database's size as the engine knows it, in integer bytes: at least
+        ``total_bytes``; SQLite adds ``file_bytes``, ``wal_bytes`` and its page accounting
+        (``page_size``, ``page_count``, ``free_pages``)."""
+        raise NotImplementedError
+
+    def table_sizes(self, tables: list[str]) -> dict[str, int] | None:
+        """Bytes per table (with its indexes) for these tables; None when the engine cannot
+        tell cheaply (SQLite)."""
+        raise NotImplementedError
+
+    def estimated_row_counts(self, tables: list[str]) -> dict[str, int] | None:
+        """The server's own row estimates per table, free where COUNT(*) is not; None when
+        the engine keeps none (or not for every table)."""
+        raise NotImplementedError
+
+    def server_connections(self) -> int | None:
+        """Connections open on the database server; None for an engine without a server."""
+        raise NotImplementedError
+
+    def pool_stats(self) -> dict | None:
+        """Statistics of the connection pool Django uses for this database, as integers;
+        None when there is no pool (the default everywhere but PostgreSQL with pooling on)."""
+        return None
+
+    def performance_extras(self) -> dict:
+        """Engine-specific figures beside the latencies (SQLite ``free_pages``, PostgreSQL
+        ``cache_hit_ratio``); {} when the engine has none."""
+        return {}
