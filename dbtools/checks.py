@@ -9,6 +9,9 @@ import os
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .backups import parse_url
+from .encryption import parse_recipients
+from .signing import MIN_KEY_LENGTH, key_file_inside
 from .streams import COMPRESSIONS
 
 # The checks the operations commands (backup, restore, validate, dbstats) run before
@@ -95,8 +98,6 @@ def check_dbtools_settings(app_configs, **kwargs):
 
 def _offsite_and_encryption_errors() -> list:
     """dbtools.E011-E014: the offsite URL and its credentials, the age keys."""
-    from .backups import parse_url
-    from .encryption import parse_recipients
 
     errors = []
     offsite = (getattr(settings, "MCMANAGER_OFFSITE_URL", "") or "").strip()
@@ -147,7 +148,6 @@ def _offsite_and_encryption_errors() -> list:
 
 def _signing_key_errors() -> list:
     """The signing key must not live with the backups, and a key given as text must be long enough."""
-    from .signing import MIN_KEY_LENGTH, key_file_inside
 
     errors = []
     inside = key_file_inside(settings.MCMANAGER_BACKUP_DIR)

@@ -18,8 +18,8 @@ from typing import ClassVar
 
 from .errors import VerificationFailed
 from .formatting import first_line
-from .signing import Authenticity
-from .streams import COMPRESSIONS, NotRegularFile, open_regular
+from .signing import Authenticity, check_signature, keyring, sign
+from .streams import COMPRESSIONS, NotRegularFile, open_regular, unique_suffix
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -237,7 +237,6 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     manifest's ``authenticity``: callers decide (restore refuses unless --force).
     Raises VerificationFailed (one line) when the manifest is missing, unreadable or bad.
     """
-    from .signing import check_signature, keyring
 
     name = Path(backup_path).name
     raw = _read_bounded(manifest_path(backup_path), name)
@@ -278,8 +277,6 @@ def write_manifest(backup_path, manifest: BackupManifest) -> Path:
     signature verifies whatever the Python types were. Raises CouldNotRun when there is
     no usable signing key.
     """
-    from .signing import sign
-    from .streams import unique_suffix
 
     fields = json.loads(json.dumps(manifest.as_dict()))
     fields.pop("signature", None)

@@ -316,8 +316,9 @@ def pre_migrate_backup(
     Returns (BackupResult or None, plan or None). A fresh, empty database gets no backup
     (there is nothing to lose) and costs one query. Raises what create_backup raises.
     """
-    get_engine(database).check_connection()
-    connection = connections[database]
+    engine = get_engine(database)
+    engine.check_connection()
+    connection = engine.connection
     with connection.cursor() as cursor:
         if not connection.introspection.table_names(cursor):
             return None, None

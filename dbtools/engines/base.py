@@ -23,6 +23,9 @@ Sections (each owned by one feature; edit only yours, append within it):
   ``import_legacy``);
 - databases and tools (benchmarks): the engine's own command-line tools, creating and
   dropping a database (``bench/``).
+
+- monitoring: the statistics of dbstats and the dashboard (sizes, row estimates,
+  server connections, pool, engine-specific figures).
 """
 
 import os
@@ -208,32 +211,39 @@ class Engine(ABC):
         raise NotImplementedError(f"{self.display_name} does not check the scratch during the swap")
 
     # --- monitoring and validation ---------------------------------------
+    # (statistics: dbstats, /health/, the dashboard; validation's engine checks)
 
     # Duplicate search on an indexed column: True when index probes beat GROUP BY ... HAVING.
     duplicates_by_index_probe = False
 
     @abstractmethod
     def database_size(self) -> dict:
-        """The database's size as the engine accounts it; ``total_bytes`` at least."""
+        """The database's size as the engine knows it, in integer bytes: at least
+        ``total_bytes``; SQLite adds ``file_bytes``, ``wal_bytes`` and its page accounting
+        (``page_size``, ``page_count``, ``free_pages``)."""
 
     def table_sizes(self, tables: list[str]) -> dict[str, int] | None:
-        """Bytes per table (indexes included); None when the engine cannot tell cheaply."""
+        """Bytes per table (with its indexes) for these tables; None when the engine cannot
+        tell cheaply (SQLite)."""
         return None
 
     def estimated_row_counts(self, tables: list[str]) -> dict[str, int] | None:
-        """Row counts the engine keeps as statistics (no scan); None when it keeps none."""
+        """The server's own row estimates per table, free where COUNT(*) is not; None when
+        the engine keeps none (or not for every table)."""
         return None
 
     def server_connections(self) -> int | None:
-        """Connections the server has open; None without a server."""
+        """Connections open on the database server; None for an engine without a server."""
         return None
 
     def pool_stats(self) -> dict | None:
-        """Connection pool statistics when Django pools this engine's connections, else None."""
+        """Statistics of the connection pool Django uses for this database, as integers;
+        None when there is no pool (the default everywhere but PostgreSQL with pooling on)."""
         return None
 
     def performance_extras(self) -> dict:
-        """Engine-specific figures for the statistics page (cache hit ratio, free pages...)."""
+        """Engine-specific figures beside the latencies (SQLite ``free_pages``, PostgreSQL
+        ``cache_hit_ratio``); {} when the engine has none."""
         return {}
 
     @abstractmethod

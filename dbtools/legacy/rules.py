@@ -4,10 +4,24 @@ the models and ``validate`` apply, so ``validate`` is clean after an import."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+
+from accounts.hashers import check_werkzeug_hash, stored_password
+from accounts.models import USERNAME_CHARS, USERNAME_MAX, USERNAME_MIN
+from servers.models import (
+    CONFIG_KEY_CHARS,
+    MEMORY_MAX,
+    MEMORY_MIN,
+    PORT_MAX,
+    PORT_MIN,
+    SERVER_NAME_CHARS,
+    Difficulty,
+    Gamemode,
+    ServerStatus,
+)
 
 from .report import ACTIVE, RowProblem
 
@@ -80,7 +94,6 @@ class Checker:
     """Collects the problems of each row; a row with any problem is quarantined."""
 
     def __init__(self, now: datetime):
-        from datetime import timedelta
 
         self.problems: dict[tuple[str, object], list[RowProblem]] = {}
         self.latest = now + timedelta(minutes=5)  # validate's tolerance for clock drift
@@ -128,8 +141,6 @@ def _name_rule(value, match) -> bool:
 
 def check_users(rows: list[tuple], checker: Checker) -> list[tuple]:
     """Users as our column tuples: (id, password, last_login, username, email, is_admin, is_active, date_joined)."""
-    from accounts.hashers import check_werkzeug_hash, stored_password
-    from accounts.models import USERNAME_CHARS, USERNAME_MAX, USERNAME_MIN
 
     username_ok = _name_pattern(USERNAME_MIN, USERNAME_MAX, USERNAME_CHARS)
     out = []
@@ -184,16 +195,6 @@ def _masked(password_hash) -> str:
 
 def check_servers(rows: list[tuple], checker: Checker, user_ids: set) -> list[tuple]:
     """Servers as our column tuples, in SERVER_COLUMNS' order (timestamps filled in when written)."""
-    from servers.models import (
-        MEMORY_MAX,
-        MEMORY_MIN,
-        PORT_MAX,
-        PORT_MIN,
-        SERVER_NAME_CHARS,
-        Difficulty,
-        Gamemode,
-        ServerStatus,
-    )
 
     statuses, gamemodes, difficulties = set(ServerStatus.values), set(Gamemode.values), set(Difficulty.values)
     name_ok = _name_pattern(3, 150, SERVER_NAME_CHARS)
@@ -264,7 +265,6 @@ def check_servers(rows: list[tuple], checker: Checker, user_ids: set) -> list[tu
 
 def check_configs(rows: list[tuple], checker: Checker, user_ids: set) -> list[tuple]:
     """Configuration entries as (id, key, value, description, updated_by, updated_at)."""
-    from servers.models import CONFIG_KEY_CHARS
 
     key_ok = _name_pattern(1, 100, CONFIG_KEY_CHARS)
     out = []

@@ -27,8 +27,6 @@ from .report import ACTIVE, BATCH_SIZE, ImportReport, Progress, RowProblem
 
 def collisions(database: str, users: list, servers: list, configs: list) -> list[RowProblem]:
     """Rows of the import that would overwrite or clash with rows already in ``database``."""
-    from accounts.models import User
-    from servers.models import Configuration, Server
 
     found: list[RowProblem] = []
 
@@ -131,8 +129,6 @@ def write_rows(database: str, users, servers, configs, progress: Progress | None
 
 
 def require_schema(database: str) -> None:
-    from accounts.models import User
-    from servers.models import Configuration, Server
 
     connection = connections[database]
     try:

@@ -23,7 +23,7 @@ from dbtools.backups import (
     prune_backups,
 )
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
-from dbtools.monitor import HEALTHY, UNHEALTHY, backup_state, check_backup_freshness
+from dbtools.monitoring import HEALTHY, UNHEALTHY, backup_state, check_backup_freshness
 
 from .restore_helpers import data_digest, make_data
 

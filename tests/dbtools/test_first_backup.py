@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 
 from dbtools.backups import list_backups
-from dbtools.monitor import HEALTHY, health_report
+from dbtools.monitoring import HEALTHY, health_report
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -22,7 +22,7 @@ from pyrage import x25519
 
 from dbtools.backups import RetentionPolicy, create_backup, list_backups, offsite, read_manifest
 from dbtools.models import OperationLog
-from dbtools.monitor import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
+from dbtools.monitoring import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
 
 from ..conftest import database_url_for, signing_env
 from .backup_support import empty_database_url

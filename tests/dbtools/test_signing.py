@@ -294,7 +294,7 @@ def test_list_shows_which_backups_are_signed(backup_file, settings):
 
 @pytest.mark.engines("sqlite")
 def test_health_counts_only_signed_backups(backup_file, settings):
-    from dbtools.monitor import UNHEALTHY, check_backup_freshness
+    from dbtools.monitoring import UNHEALTHY, check_backup_freshness
 
     unsign(backup_file)
     check = check_backup_freshness()
