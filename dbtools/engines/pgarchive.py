@@ -14,6 +14,10 @@ also to a pipe), so it is read once from the stream and the bytes read are repla
 front of the rest for the load. The reader follows pg_backup_archiver.c's ReadHead and
 ReadToc and refuses every oddity instead of interpreting it; ``pg_restore -l`` is then
 asked for its own reading of the same bytes, which must agree entry for entry.
+
+Why this module is long: the binary reader (ReadHead, ReadToc) and the per-kind checks of
+each entry's SQL are one format's rules, read together against pg_backup_archiver.c;
+cutting them apart would put the format's description in two places.
 """
 
 import re

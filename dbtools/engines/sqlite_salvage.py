@@ -15,9 +15,11 @@ CHECK, a UNIQUE, a foreign key whose parent was lost) is set aside in a JSON lin
 beside the output instead.
 
 Used by ``SQLiteEngine.salvage`` and ``SQLiteEngine.compare_salvage``; the service around
-it (default output, operations log) is dbtools.salvage. A little over 400 lines: reading
-the damaged copy, loading the new file and comparing it are one walk over the same rows
-and helpers, cut into sections rather than modules.
+it (default output, operations log) is dbtools.salvage.
+
+Why this module is long: a little over 400 lines, because reading the damaged copy,
+loading the new file and comparing it are one walk over the same rows and helpers, cut
+into sections rather than modules.
 """
 
 import base64
