@@ -10,7 +10,9 @@ The pipeline (``restore_backup``), in order:
    an mcmanager database (not a Flask-era file, not another application's), applied
    migrations known to the code, row counts equal to the manifest's;
 4. the operator's confirmation (interactive runs), saying what is replaced by what;
-5. a safety backup of the live database (reason pre-restore);
+5. a safety backup of the live database (reason pre-restore), taken on a thread while
+   step 3 loads (the two use different cores and tools); its operations-log entry is
+   written only now, and a restore refused in steps 3-4 removes it (``_SafetyBackup``);
 6. on the scratch: pending migrations applied, the operations log of the live database
    carried over (so the log of what happened before the restore survives it);
 7. the atomic swap (``Engine.swap_in``: SQLite backup API, PostgreSQL database rename in
@@ -35,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
@@ -45,7 +48,8 @@ from . import signing
 from .engines import Engine, get_engine
 from .errors import CouldNotRun, DbtoolsError, ForeignContent, RestoreFailed, RestoreRefused, VerificationFailed
 from .locks import database_lock
-from .oplog import journal_operation, record_operation
+from .manifest import manifest_path
+from .oplog import deferred_operation, journal_operation, record_operation, write_entry
 from .retention import RetentionPolicy
 from .streams import Check, NotRegularFile, open_regular
 
@@ -785,41 +789,15 @@ def _restore_from(
                 backup_reason=_manifest_field(manifest, "reason"),
                 swap=engine.swap_description(),
             )
-            say("loading into a scratch database")
-            with (
-                _loaded_scratch(engine, path, manifest, checks) as scratch,
-                scratch_alias(database, scratch.name) as alias,
-            ):
-                backup_counts, pending = _check_loaded(alias, scratch, path, manifest, force, checks)
-                result.rows_before = _live_counts(database)
-                if confirm is not None:
-                    plan = RestorePlan(
-                        database=database,
-                        target=engine.describe(),
-                        path=str(path),
-                        backup_created_at=result.backup_created_at,
-                        backup_reason=result.backup_reason,
-                        rows_now=result.rows_before,
-                        rows_backup=backup_counts,
-                        pending_migrations=pending if migrate else [],
-                        safety_backup=safety_backup,
-                    )
-                    if not confirm(plan):
-                        raise RestoreRefused("restore cancelled; nothing was changed")
-                # From here on the live database is written to (the safety backup logs
-                # itself), so the restore is logged too, whatever its outcome.
-                with record_operation("restore", database=database, actor=actor) as record:
-                    record.file = str(path)
-                    record.checksum = _manifest_field(manifest, "sha256") or ""
-                    _swap_stage(
-                        engine, database, alias, scratch.name, pending, migrate, safety_backup, actor, result, say
-                    )
-                    record.details = {
-                        "safety_backup": result.safety_backup,
-                        "migrations_applied": result.migrations_applied,
-                        "rows_after": result.rows_after,
-                    }
-                    record.message = f"restored {path.name}"
+            safety = _SafetyBackup(database, actor, say) if safety_backup else None
+            try:
+                _load_check_swap(
+                    engine, database, path, manifest, force, migrate, confirm, actor, checks, result, safety, say
+                )
+            except BaseException:
+                if safety is not None:
+                    safety.discard()  # refused or cancelled before the swap: nothing of it stays
+                raise
     except RestoreRefused as exc:
         # Refused before the swap: the live database is as it was, so the refusal goes to
         # the journal (the dashboard shows it; the next logged operation moves it in).
@@ -834,6 +812,44 @@ def _restore_from(
     _validate(database, actor, result)
     result.duration_s = time.monotonic() - t0
     return result
+
+
+def _load_check_swap(engine, database, path, manifest, force, migrate, confirm, actor, checks, result, safety, say):
+    """Steps 3 to 7: the load and its checks, the confirmation, then (logged) the swap stage."""
+    say("loading into a scratch database")
+    with (
+        _loaded_scratch(engine, path, manifest, checks) as scratch,
+        scratch_alias(database, scratch.name) as alias,
+    ):
+        say("checking the scratch database")
+        backup_counts, pending = _check_loaded(alias, scratch, path, manifest, force, checks)
+        result.rows_before = _live_counts(database)
+        if confirm is not None:
+            plan = RestorePlan(
+                database=database,
+                target=engine.describe(),
+                path=str(path),
+                backup_created_at=result.backup_created_at,
+                backup_reason=result.backup_reason,
+                rows_now=result.rows_before,
+                rows_backup=backup_counts,
+                pending_migrations=pending if migrate else [],
+                safety_backup=safety is not None,
+            )
+            if not confirm(plan):
+                raise RestoreRefused("restore cancelled; nothing was changed")
+        # From here on the live database is written to (the safety backup's entry
+        # first), so the restore is logged too, whatever its outcome.
+        with record_operation("restore", database=database, actor=actor) as record:
+            record.file = str(path)
+            record.checksum = _manifest_field(manifest, "sha256") or ""
+            _swap_stage(engine, database, alias, scratch.name, pending, migrate, safety, result, say)
+            record.details = {
+                "safety_backup": result.safety_backup,
+                "migrations_applied": result.migrations_applied,
+                "rows_after": result.rows_after,
+            }
+            record.message = f"restored {path.name}"
 
 
 def _journal_refusal(path: Path, database: str, actor: str | None, outcome: str, exc, t0: float) -> None:
@@ -855,29 +871,77 @@ def _live_counts(database: str) -> dict[str, int]:
         return {}
 
 
-def _swap_stage(engine, database, alias, scratch, pending, migrate, safety_backup, actor, result, say) -> None:
-    """Safety backup, migrations and log on the scratch, then the swap. Raises RestoreFailed."""
-    if safety_backup:
-        say("taking a safety backup of the live database")
+class _SafetyBackup:
+    """The safety backup of the live database, taken on a thread of its own while the backup
+    loads into the scratch (the dump tool and the loader then use the two cores at once).
+
+    Until the restore goes ahead the live database must stay as it was, so the backup's
+    operations-log entry is held back (``oplog.deferred_operation``) and written by
+    ``keep``; a restore refused or cancelled before the swap calls ``discard``, which waits
+    for the thread and removes the copy it made (nothing of it is logged: the refusal is
+    in the journal). The copy is of the live database as it was while the backup loaded.
+    """
+
+    def __init__(self, database: str, actor: str | None, say: Progress) -> None:
+        self.database = database
+        self.entries: list = []
+        self.kept = False
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-safety")
+        self._future = pool.submit(self._take, actor, say)
+        pool.shutdown(wait=False)
+
+    def _take(self, actor: str | None, say: Progress):
+        say("taking a safety backup of the live database (alongside the load)")
         try:
             # No retention here: a restore must not prune backups (the one being restored among them).
             # Not checked row by row against the CHECK constraints: informative only, and
             # about rows this restore is replacing (a third of a backup's time on SQLite).
             backup = backups.create_backup(
-                database=database,
+                database=self.database,
                 reason="pre-restore",
                 actor=actor,
-                take_lock=False,
+                take_lock=False,  # the restore holds it
                 retention=RetentionPolicy(),
                 check_rows=False,
                 offsite=False,  # a restore neither waits for nor depends on the store
+                log=partial(deferred_operation, self.entries),
             )
+        finally:
+            connections.close_all()  # this thread's own connections
+        say("safety backup taken")
+        return backup
+
+    def keep(self) -> str:
+        """Wait for the backup, log it in the live database; its path. Raises RestoreFailed."""
+        self.kept = True
+        try:
+            backup = self._future.result()
         except DbtoolsError as exc:
             raise RestoreFailed(
                 f"the safety backup failed, nothing was changed: {exc} "
                 "(--no-safety-backup restores without one, e.g. over a database that is beyond saving)"
             ) from exc
-        result.safety_backup = str(backup.path)
+        finally:
+            for record, started, seconds in self.entries:
+                write_entry(record, started, seconds, self.database)
+        return str(backup.path)
+
+    def discard(self) -> None:
+        """The restore did not go ahead: wait for the backup and remove it, unlogged."""
+        if self.kept:
+            return
+        try:
+            backup = self._future.result()
+        except Exception:  # nothing was kept by a failed backup
+            return
+        for leftover in (Path(backup.path), manifest_path(backup.path)):
+            leftover.unlink(missing_ok=True)
+
+
+def _swap_stage(engine, database, alias, scratch, pending, migrate, safety, result, say) -> None:
+    """Safety backup (joined and logged), migrations and log on the scratch, then the swap. Raises RestoreFailed."""
+    if safety is not None:
+        result.safety_backup = safety.keep()
     if migrate and pending:
         say(f"applying {len(pending)} pending migration(s) to the scratch database")
         try:
