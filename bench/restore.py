@@ -119,6 +119,7 @@ PHASES = (
     ("load into scratch", "loading into a scratch database"),
     ("checks of the scratch", "checking the scratch database"),
     ("safety backup", "taking a safety backup of the live database"),
+    ("waiting for the safety backup", "waiting for the safety backup"),
     ("migrations", "applying "),
     ("log carried", "carrying the operations log over"),
     ("swap", "swapping"),
@@ -126,7 +127,17 @@ PHASES = (
     ("validation", "validating the restored database"),
 )
 SAFETY_DONE = "safety backup taken"
-SHOWN = ("start-up", "file checks", "load into scratch", "checks of the scratch", "safety backup", "swap", "validation")
+SHOWN = (
+    "start-up",
+    "file checks",
+    "load into scratch",
+    "checks of the scratch",
+    "safety backup",
+    "waiting for the safety backup",
+    "log carried",
+    "swap",
+    "validation",
+)
 
 
 # --------------------------------------------------------------------------- processes
@@ -167,9 +178,13 @@ def manage_timed(args: list[str], env: dict) -> tuple[float, list[tuple[float, s
 
 
 def phases_of(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
-    """Seconds per phase from restore's timestamped progress lines."""
+    """Seconds per phase from restore's timestamped progress lines.
+
+    The phases follow one another, except the safety backup when it runs on its own thread
+    alongside the load: it lasts from its line to its "taken" line and does not end the load.
+    """
     marks: list[tuple[float, str]] = []
-    safety_done = None
+    safety_start = safety_done = None
     for at, line in lines:
         message = line.removeprefix("restore: ")
         if message.startswith(SAFETY_DONE):
@@ -177,14 +192,17 @@ def phases_of(lines: list[tuple[float, str]], total: float) -> dict[str, float]:
             continue
         for name, prefix in PHASES:
             if message.startswith(prefix):
-                marks.append((at, name))
+                if name == "safety backup" and "alongside" in message:
+                    safety_start = at
+                else:
+                    marks.append((at, name))
                 break
     phases: dict[str, float] = {"start-up": marks[0][0] if marks else total}
     for i, (at, name) in enumerate(marks):
         end = marks[i + 1][0] if i + 1 < len(marks) else total
-        if name == "safety backup" and safety_done is not None:
-            end = safety_done  # alongside the load: from its start to its own end line
         phases[name] = phases.get(name, 0.0) + end - at
+    if safety_start is not None:
+        phases["safety backup"] = (safety_done if safety_done is not None else total) - safety_start
     # The swap's figure includes the integrity check and row counts right after it.
     phases["swap"] = phases.get("swap", 0.0) + phases.pop("after swap", 0.0)
     return phases

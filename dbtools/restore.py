@@ -804,12 +804,14 @@ def _restore_from(
         _journal_refusal(path, database, actor, "refused", exc, t0)
         raise
     except DbtoolsError as exc:
+        engine.finish_swap()
         if not isinstance(exc, RestoreFailed):  # a RestoreFailed is in the log already
             _journal_refusal(path, database, actor, "failure", exc, t0)
         raise
     result.checks = checks.items
     say("validating the restored database")
     _validate(database, actor, result)
+    engine.finish_swap()  # the replaced database, dropped meanwhile
     result.duration_s = time.monotonic() - t0
     return result
 
@@ -884,6 +886,7 @@ class _SafetyBackup:
 
     def __init__(self, database: str, actor: str | None, say: Progress) -> None:
         self.database = database
+        self._say = say
         self.entries: list = []
         self.kept = False
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-safety")
@@ -914,6 +917,8 @@ class _SafetyBackup:
     def keep(self) -> str:
         """Wait for the backup, log it in the live database; its path. Raises RestoreFailed."""
         self.kept = True
+        if not self._future.done():
+            self._say("waiting for the safety backup to finish")
         try:
             backup = self._future.result()
         except DbtoolsError as exc:

@@ -131,3 +131,12 @@ class Engine:
     def maintenance_advice(self) -> list[str]:
         """Lines recommending ``maintain``, only where a figure says it would pay; [] otherwise."""
         raise NotImplementedError
+
+    # --- restore speed (issue 16: restore as fast as the engine's tools) ----
+
+    def finish_swap(self) -> None:
+        """Wait for what swap_in() left running in the background: dropping the replaced
+        database (PostgreSQL, MariaDB), which is off the restore's critical path (it runs
+        while the restored database is validated). Called once the restore is done; raises
+        nothing (a replaced database left behind is dropped by the next restore's
+        drop_swap_leftovers)."""

@@ -1,6 +1,7 @@
 """MariaDB: everything vendor-specific about it."""
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -427,13 +428,28 @@ class MySQLEngine(Engine):
             moves = [f"{q(live)}.{q(t)} TO {q(old)}.{q(t)}" for t in base_tables(cursor, live) if t in ours]
             moves += [f"{q(scratch)}.{q(t)} TO {q(live)}.{q(t)}" for t in incoming]
             cursor.execute("RENAME TABLE " + ", ".join(moves))
-            try:
-                cursor.execute(f"DROP DATABASE {q(old)}")
-            except Exception as exc:  # the swap is done; a leftover is only clutter
-                import logging
-
-                logging.getLogger("dbtools.restore").warning("the replaced tables were left in %s: %s", old, exc)
             cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
+        # The replaced tables are dropped on a thread of their own, while the restore validates.
+        dropping = threading.Thread(target=self._drop_replaced, args=(old,), name="drop-replaced")
+        dropping.start()
+        self._dropping = [*getattr(self, "_dropping", []), dropping]
+
+    def _drop_replaced(self, old: str) -> None:
+        try:
+            conn = self._mysqldb_connect()
+            try:
+                conn.cursor().execute(f"DROP DATABASE {quote(old)}")
+            finally:
+                conn.close()
+        except Exception as exc:  # the swap is done; a leftover is only clutter
+            import logging
+
+            logging.getLogger("dbtools.restore").warning("the replaced tables were left in %s: %s", old, exc)
+
+    def finish_swap(self) -> None:
+        for dropping in getattr(self, "_dropping", []):
+            dropping.join()
+        self._dropping = []
 
     def swap_description(self) -> str:
         return "all tables moved by one atomic RENAME TABLE statement from the scratch database"

@@ -1,6 +1,7 @@
 """PostgreSQL: everything vendor-specific about it."""
 
 import os
+import threading
 from contextlib import contextmanager
 
 from .base import Engine
@@ -455,12 +456,28 @@ class PostgreSQLEngine(Engine):
                     time.sleep(0.05 * min(attempt + 1, 10))
             else:
                 raise RestoreFailed(f"could not swap databases: sessions keep connecting to {live}")
-            try:
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))
-            except psycopg.Error as exc:
-                import logging
+        # Dropping the replaced database makes the server checkpoint the load's dirty pages
+        # (2 s of a 100,000-server restore): on a thread, while the restore validates.
+        dropping = threading.Thread(target=self._drop_replaced, args=(old,), name="drop-replaced")
+        dropping.start()
+        self._dropping = [*getattr(self, "_dropping", []), dropping]
 
-                logging.getLogger("dbtools.restore").warning("the replaced database %s was left behind: %s", old, exc)
+    def _drop_replaced(self, old: str) -> None:
+        import logging
+
+        import psycopg
+        from psycopg import sql
+
+        try:
+            with self._maintenance_connection() as conn:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(old)))
+        except psycopg.Error as exc:
+            logging.getLogger("dbtools.restore").warning("the replaced database %s was left behind: %s", old, exc)
+
+    def finish_swap(self) -> None:
+        for dropping in getattr(self, "_dropping", []):
+            dropping.join()
+        self._dropping = []
 
     def swap_description(self) -> str:
         return "the scratch database renamed to the live name in one transaction (ALTER DATABASE ... RENAME)"
