@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: run test venv lint bench bench-import demo clean
+.PHONY: run test venv lint bench bench-restore bench-import demo clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,16 @@ demo: venv
 	DJANGO_DEBUG=1 $(BIN)/python manage.py generate_demo_data $(DEMO_ARGS)
 
 ## bench: our commands against the engines' own tools at 1,000,000 servers; writes BENCHMARKS.md (ARGS: see bench/run.py --help);
+## then restore against the same steps done with the engines' fastest tools (RESTORE_ARGS: see bench/restore.py --help);
 ## then import_legacy against generate_demo_data (IMPORT_ARGS: see bench/import_legacy.py --help)
 bench: venv
 	$(BIN)/python bench/run.py $(ARGS)
+	$(BIN)/python bench/restore.py $(RESTORE_ARGS)
 	$(BIN)/python bench/import_legacy.py $(IMPORT_ARGS)
+
+## bench-restore: restore against the engines' tools alone (ARGS: see bench/restore.py --help)
+bench-restore: venv
+	$(BIN)/python bench/restore.py $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

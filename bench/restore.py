@@ -137,6 +137,7 @@ SHOWN = (
     "log carried",
     "swap",
     "validation",
+    "validate alone",
 )
 
 
@@ -315,6 +316,9 @@ def run_engine(t: Target, args, log: Callable[[str], None]) -> None:
             t.add(name, value)
         t.add("restore", seconds)
         clear_backups(backups, source)
+        # The same validation alone, right after: what the restore's own validation should cost.
+        alone, _, _ = manage_timed(["validate", "-v", "0"], t.manage_env())
+        t.add("validate alone", alone - phases_of(lines, seconds)["start-up"])
         return seconds
 
     def reference() -> float:
@@ -373,8 +377,10 @@ def report(targets: list[Target], args) -> str:
     lines += [
         "",
         "Phases of ours (seconds, medians): start-up is Python and Django's until the first progress line;",
-        "the safety backup runs alongside the load where its figure overlaps the load's; the swap",
-        "includes the integrity check and the row counts of the restored database. Ratios per round: "
+        "the safety backup runs alongside the load (its figure overlaps the load's); waiting for the",
+        "safety backup is the part of it the load did not cover; the swap includes the integrity",
+        "check and row counts of the restored database; validate alone is `manage.py validate` run",
+        "right after the restore, less the restore's start-up (not part of ours). Ratios per round: "
         + "; ".join(f"{t.suite.display} {', '.join(f'{r:.2f}' for r in t.ratios)}" for t in targets if t.ratios),
     ]
     return "\n".join(lines)

@@ -975,20 +975,32 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety, resu
         checking = pool.submit(_validate_scratch, database, scratch)
         integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
+    elif engine.validate_scratch_before_swap:
+        # The swap moves the scratch whole (its content unchanged): validate it while
+        # prepare_swap() gathers its statistics, on the other core, rather than after.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
+        checking = pool.submit(_validate_scratch, database, scratch)
+        pool.shutdown(wait=False)
+        try:
+            engine.prepare_swap(scratch)
+        except Exception as exc:
+            raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
+        finally:
+            wait([checking])  # its connections to the scratch closed before the swap moves it
     say("swapping")
     try:
         engine.swap_in(scratch)
     except Exception as exc:
         raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
     finally:
-        if checking is not None:
+        if integrity is not None:
             wait([checking, integrity])
     for conn in connections.all(initialized_only=True):
         if conn.alias == database:
             conn.close()
     say("swapped")
     say("checking the restored database")
-    damage = integrity.result() if checking is not None else engine.integrity_after_swap()
+    damage = integrity.result() if integrity is not None else engine.integrity_after_swap()
     if damage:
         _put_back(engine, result.safety_backup, damage)
     result.rows_after = _live_counts(database)

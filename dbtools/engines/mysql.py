@@ -384,6 +384,8 @@ class MySQLEngine(Engine):
         text = head.lstrip()[:200]
         return text.startswith((b"-- MariaDB dump", b"-- MySQL dump", b"/*M!999999", b"/*!40"))
 
+    validate_scratch_before_swap = True
+
     def swap_in(self, scratch: str) -> None:
         """Move the scratch database's tables under the live name, atomically.
 

@@ -398,6 +398,16 @@ class PostgreSQLEngine(Engine):
             **self._libpq_options(),
         )
 
+    validate_scratch_before_swap = True
+
+    def prepare_swap(self, scratch: str) -> None:
+        """ANALYZE the scratch: pg_restore leaves the planner without statistics; gather them
+        before the application's first query, not after autovacuum gets round to it (restore
+        validates the scratch meanwhile)."""
+        with self._psycopg_connect(scratch, autocommit=True) as conn:
+            conn.execute("ANALYZE")
+        self._prepared = {*getattr(self, "_prepared", ()), scratch}
+
     def swap_in(self, scratch: str) -> None:
         """Put the scratch database under the live name, atomically.
 
@@ -422,10 +432,8 @@ class PostgreSQLEngine(Engine):
 
         live = self.settings_dict["NAME"]
         old = f"{live[:30]}_old_{os.getpid()}_{secrets.token_hex(3)}"
-        # pg_restore leaves the planner without statistics; gather them before the
-        # application's first query, not after autovacuum gets round to it.
-        with self._psycopg_connect(scratch, autocommit=True) as conn:
-            conn.execute("ANALYZE")
+        if scratch not in getattr(self, "_prepared", ()):
+            self.prepare_swap(scratch)
         self.connection.close()
         with self._maintenance_connection() as conn:
             owner = conn.execute(
