@@ -122,9 +122,10 @@ PHASES = (
     ("waiting for the safety backup", "waiting for the safety backup"),
     ("migrations", "applying "),
     ("log carried", "carrying the operations log over"),
+    ("validation", "validating the scratch database"),
     ("swap", "swapping"),
     ("after swap", "swapped"),
-    ("validation", "validating the restored database"),
+    ("validation", "validating the restored database"),  # on SQLite: storing what ran during the swap
 )
 SAFETY_DONE = "safety backup taken"
 SHOWN = (

@@ -978,6 +978,7 @@ def _swap_stage(engine, database, alias, scratch, pending, migrate, safety, resu
     elif engine.validate_scratch_before_swap:
         # The swap moves the scratch whole (its content unchanged): validate it while
         # prepare_swap() gathers its statistics, on the other core, rather than after.
+        say("validating the scratch database before the swap")
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
         checking = pool.submit(_validate_scratch, database, scratch)
         pool.shutdown(wait=False)
