@@ -1,5 +1,6 @@
 """MariaDB: everything vendor-specific about it."""
 
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -452,8 +453,6 @@ class MySQLEngine(Engine):
             finally:
                 conn.close()
         except Exception as exc:  # the swap is done; a leftover is only clutter
-            import logging
-
             logging.getLogger("dbtools.restore").warning("the replaced tables were left in %s: %s", old, exc)
 
     def finish_swap(self) -> None:

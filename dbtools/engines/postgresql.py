@@ -1,5 +1,6 @@
 """PostgreSQL: everything vendor-specific about it."""
 
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -471,8 +472,6 @@ class PostgreSQLEngine(Engine):
         self._dropping = [*getattr(self, "_dropping", []), dropping]
 
     def _drop_replaced(self, old: str) -> None:
-        import logging
-
         import psycopg
         from psycopg import sql
 

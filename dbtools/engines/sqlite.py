@@ -1,12 +1,21 @@
 """SQLite: everything vendor-specific about it."""
 
+import hashlib
 import logging
 import os
 import re
+import shutil
+import sqlite3
+import stat
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import django
+from django.conf import settings
+
 from ..errors import ForeignContent
+from ..streams import unique_suffix
 from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
@@ -349,7 +358,6 @@ class SQLiteEngine(Engine):
         the migrations' own source, Django's and SQLite's versions, and copied next time.
         """
         import secrets
-        import shutil
 
         from django.db import connections
         from django.db.migrations.executor import MigrationExecutor
@@ -840,14 +848,6 @@ def _schema_template(plan) -> Path | None:
     is created 0700 and must be this user's, like the lock directory; a template is
     written whole under a temporary name and renamed into place.
     """
-    import hashlib
-    import sqlite3
-    import stat
-    import sys
-
-    import django
-    from django.conf import settings
-
     directory = Path(settings.INSTANCE_DIR) / "cache" / "sqlite-schema"
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -876,10 +876,6 @@ def _store_template(path: Path, template: Path) -> None:
     """Keep a copy of the freshly migrated ``path`` (closed: its WAL folded in) as ``template``.
 
     Best effort: a failure costs the next restore its speed only."""
-    import shutil
-
-    from ..streams import unique_suffix
-
     tmp = template.with_name(f".{template.name}.{unique_suffix()}")
     try:
         if any(Path(f"{path}{side}").exists() for side in ("-wal", "-journal")):
