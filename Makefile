@@ -32,8 +32,8 @@ demo: venv
 	DJANGO_DEBUG=1 $(BIN)/python manage.py generate_demo_data $(DEMO_ARGS)
 
 ## bench: our commands against the engines' own tools at 1,000,000 servers; writes BENCHMARKS.md (ARGS: see bench/run.py --help);
-## then restore against the same steps done with the engines' fastest tools (RESTORE_ARGS: see bench/restore.py --help);
-## then import_legacy against generate_demo_data (IMPORT_ARGS: see bench/import_legacy.py --help)
+## then restore against the engines' own tools (RESTORE_ARGS: see bench/restore.py --help)
+## and import_legacy against generate_demo_data (IMPORT_ARGS: see bench/import_legacy.py --help)
 bench: venv
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/restore.py $(RESTORE_ARGS)

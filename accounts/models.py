@@ -6,8 +6,6 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-import dbtools.lookups  # noqa: F401  (registers only_chars / in_exact)
-
 USERNAME_CHARS = "A-Za-z0-9_-"
 USERNAME_MIN, USERNAME_MAX = 3, 80
 

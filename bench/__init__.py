@@ -1,7 +1,7 @@
-"""Benchmarks and the realistic data generator they share with the tests.
+"""Benchmarks only (the demo-data generator they use is production code: ``dbtools.demo``).
 
-- ``bench.datagen``: ``generate()`` fills a database with valid demo data, fast
-  (``python manage.py generate_demo_data``).
 - ``bench.run``: ``make bench``, our commands against the database's own tools,
   with the targets of issue 8; writes BENCHMARKS.md.
+- ``bench.import_legacy``: ``import_legacy`` against ``generate_demo_data``.
+- ``bench.offsite``: offsite storage against a local S3 server.
 """

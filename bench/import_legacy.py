@@ -11,13 +11,10 @@ the generator's time.
     python bench/import_legacy.py --users 10000 --servers 100000 --engines sqlite
 """
 
-from __future__ import annotations
-
 import argparse
 import hashlib
 import os
 import secrets
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +22,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script (python bench/import_legacy.py): the project root on the path
+    sys.path.insert(0, str(ROOT))
+
+from bench.databases import engine_for_url, setup_django  # noqa: E402
+from dbtools.engines.legacy import write_sqlite_source  # noqa: E402
+
 TARGET_RATIO = 2.0
 BENCH_KEY = secrets.token_urlsafe(50)  # the settings' checks refuse a short key
 DEFAULT_URLS = {
@@ -55,35 +58,29 @@ def build_flask_file(path: Path, users: int, servers: int, configs: int) -> None
     salt = "BenchSalt0123456"
     digest = hashlib.pbkdf2_hmac("sha256", b"bench-password", salt.encode(), 600_000).hex()
     password_hash = f"pbkdf2:sha256:600000${salt}${digest}"
-    path.unlink(missing_ok=True)
-    conn = sqlite3.connect(path)
-    conn.executescript(FLASK_SCHEMA)
-    conn.execute("INSERT INTO alembic_version VALUES ('bench0000001')")
-    conn.executemany(
-        "INSERT INTO user VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            (i, f"player_{i}", password_hash, int(i == 1), f"player{i}@example.com",
-             "2023-01-01 12:00:00.000000", None if i % 3 else "2024-06-01 08:00:00", int(i % 50 != 0))
-            for i in range(1, users + 1)
-        ),
-    )  # fmt: skip
-    # One Running server per port from 1024 up (as many as there are ports), the rest Stopped.
     running = min(servers // 20, 65535 - 1024 + 1)
-    conn.executemany(
-        "INSERT INTO server VALUES (" + ", ".join("?" * 15) + ")",
-        (
-            (i, f"world-{i}", "1.20.1", 1023 + i if i <= running else 25565, "Running" if i <= running else "Stopped",
-             None, str(i * 7919), GAMEMODES[i % 4], DIFFICULTIES[i % 4], i % 7 == 0, i % 5 != 0, 1,
-             "A Minecraft Server", MEMORY[i % 4], 1 + i % users)
-            for i in range(1, servers + 1)
-        ),
+    write_sqlite_source(
+        path,
+        FLASK_SCHEMA + "INSERT INTO alembic_version VALUES ('bench0000001');",
+        {
+            "user": (
+                (i, f"player_{i}", password_hash, int(i == 1), f"player{i}@example.com",
+                 "2023-01-01 12:00:00.000000", None if i % 3 else "2024-06-01 08:00:00", int(i % 50 != 0))
+                for i in range(1, users + 1)
+            ),
+            # One Running server per port from 1024 up (as many as there are ports), the rest Stopped.
+            "server": (
+                (i, f"world-{i}", "1.20.1", 1023 + i if i <= running else 25565, "Running" if i <= running else "Stopped",
+                 None, str(i * 7919), GAMEMODES[i % 4], DIFFICULTIES[i % 4], i % 7 == 0, i % 5 != 0, 1,
+                 "A Minecraft Server", MEMORY[i % 4], 1 + i % users)
+                for i in range(1, servers + 1)
+            ),
+            "configuration": (
+                (i, f"panel.setting_{i}", f"value {i}", "2024-01-01 00:00:00", 1 + i % users)
+                for i in range(1, configs + 1)
+            ),
+        },
     )  # fmt: skip
-    conn.executemany(
-        "INSERT INTO configuration VALUES (?, ?, ?, ?, ?)",
-        ((i, f"panel.setting_{i}", f"value {i}", "2024-01-01 00:00:00", 1 + i % users) for i in range(1, configs + 1)),
-    )
-    conn.commit()
-    conn.close()
 
 
 def manage(*args: str, url: str, backup_dir: Path) -> tuple[float, float]:
@@ -103,39 +100,12 @@ def manage(*args: str, url: str, backup_dir: Path) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def drop_database(engine: str, url: str) -> str:
-    """Remove the bench's database of a server engine, if it is there; returns its name."""
-    base, name = url.rsplit("/", 1)
-    if engine == "postgresql":
-        import psycopg
-
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    elif engine == "mariadb":
-        subprocess.run(
-            ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"DROP DATABASE IF EXISTS `{name}`"], check=True
-        )
-    return name
-
-
-def fresh_database(engine: str, url: str, workdir: Path) -> str:
-    """An empty database for ``engine``, its URL; migrated afterwards by the caller."""
-    if engine == "sqlite":
-        path = workdir / "target.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return f"sqlite:///{path}"
-    name = drop_database(engine, url)
-    if engine == "postgresql":
-        import psycopg
-
-        with psycopg.connect(f"{url.rsplit('/', 1)[0]}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    else:
-        subprocess.run(
-            ["mariadb", "-h", "127.0.0.1", "-u", "root", "-e", f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"],
-            check=True,
-        )
+def fresh_database(url: str) -> str:
+    """An empty database at ``url`` (dropped first if it was there), through its dbtools engine; the URL.
+    Migrated afterwards by the caller."""
+    engine = engine_for_url(url)
+    engine.drop_database()
+    engine.create_database()
     return url
 
 
@@ -148,28 +118,32 @@ def main(argv=None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_URLS["postgresql"], help="a database this script may drop")
     parser.add_argument("--mariadb-url", default=DEFAULT_URLS["mariadb"], help="a database this script may drop")
     args = parser.parse_args(argv)
-    urls = {"sqlite": "", "postgresql": args.pg_url, "mariadb": args.mariadb_url}
+    setup_django({"DJANGO_SECRET_KEY": BENCH_KEY})
     rows = []
     with tempfile.TemporaryDirectory(prefix="mcm-bench-import-") as tmp:
         workdir = Path(tmp)
+        urls = {
+            "sqlite": f"sqlite:///{workdir / 'target.sqlite3'}",
+            "postgresql": args.pg_url,
+            "mariadb": args.mariadb_url,
+        }
         source = workdir / "mcserver.db"
         started = time.perf_counter()
         build_flask_file(source, args.users, args.servers, args.configs)
         print(f"Flask-era file: {args.users:,} users, {args.servers:,} servers, {args.configs:,} configuration "
               f"entries, {source.stat().st_size / 1e6:.0f} MB, built in {time.perf_counter() - started:.1f} s")  # fmt: skip
         for engine in [e.strip() for e in args.engines.split(",") if e.strip()]:
-            url = fresh_database(engine, urls[engine], workdir)
+            url = fresh_database(urls[engine])
             manage("migrate", "--no-input", "--no-backup", url=url, backup_dir=workdir / "b1")
             generate, generate_rss = manage(
                 "generate_demo_data", "--users", str(args.users), "--servers", str(args.servers),
                 "--configs", str(args.configs), url=url, backup_dir=workdir / "b1",
             )  # fmt: skip
-            url = fresh_database(engine, urls[engine], workdir)
+            url = fresh_database(urls[engine])
             manage("migrate", "--no-input", "--no-backup", url=url, backup_dir=workdir / "b2")
             imported, imported_rss = manage("import_legacy", str(source), url=url, backup_dir=workdir / "b2")
             rows.append((engine, generate, imported, imported / generate, generate_rss, imported_rss))
-            if engine != "sqlite":
-                drop_database(engine, url)  # a million rows left on a shared server help nobody
+            engine_for_url(url).drop_database()  # a million rows left on a shared server help nobody
             print(f"{engine}: generate_demo_data {generate:.1f} s, import_legacy {imported:.1f} s", flush=True)
     print()
     print(

@@ -29,7 +29,7 @@ URL = "s3://bench/offsite"
 CHILD = """
 import sys
 sys.path.insert(0, {root!r})
-from dbtools.offsite import OffsiteStore
+from dbtools.backups import OffsiteStore
 store = OffsiteStore({url!r})
 action, path, sha256, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if action == "client":

@@ -1,7 +1,7 @@
 """The seed's Python names, as thin wrappers over the service functions.
 
-Each class only adapts a service (dbtools.backup, dbtools.restore, dbtools.validation,
-dbtools.monitor) to the names and return shapes the seed promised. The seed calls them on
+Each class only adapts a service (dbtools.backups, dbtools.restore, dbtools.validation,
+dbtools.monitoring) to the names and return shapes the seed promised. The seed calls them on
 the classes (``DatabaseBackup.create_backup()``, ``DatabaseMonitor.check_database_health()``):
 every public method works on the class (on the default database, or ``database=ALIAS``) and
 on an instance (on the instance's database). ``db_manager`` is a ready DatabaseManager.
@@ -11,7 +11,9 @@ configures Django itself with mcmanager's settings, as ``manage.py`` would.
 """
 
 import functools
+import logging
 import os
+import re
 
 import django
 from django.apps import apps
@@ -20,7 +22,17 @@ if not apps.ready and not apps.loading:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mcmanager.settings")
     django.setup()
 
-from django.db import DEFAULT_DB_ALIAS  # noqa: E402 (after Django is set up)
+# The imports below need Django set up (they import models): hence after the lines above.
+from django.core.management import call_command  # noqa: E402
+from django.db import DEFAULT_DB_ALIAS, connections  # noqa: E402
+from django.db.migrations.recorder import MigrationRecorder  # noqa: E402
+
+from .backups import create_backup  # noqa: E402
+from .errors import DbtoolsError  # noqa: E402
+from .monitoring import collect_stats, health_report, registered  # noqa: E402
+from .restore import restore_backup  # noqa: E402
+from .schema_state import known_migrations, migration_plan, pending_migrations  # noqa: E402
+from .validation import DATA_CATEGORIES, SCHEMA_CATEGORIES, validate_database  # noqa: E402
 
 
 class either_way:  # noqa: N801 (used as a decorator, like classmethod)
@@ -55,23 +67,16 @@ class DatabaseManager:
     @either_way
     def create_migration(self, message: str, app_label: str | None = None) -> list[str]:
         """``makemigrations --name <message>``; returns the new migrations as "app.name" (empty: no changes)."""
-        import re
-
-        from django.core.management import call_command
-        from django.db.migrations.loader import MigrationLoader
-
         name = re.sub(r"[^0-9a-zA-Z_]+", "_", message.strip().lower()).strip("_")[:60] or "auto"
-        before = set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
+        before = known_migrations()
         args = [app_label] if app_label else []
         call_command("makemigrations", *args, name=name, interactive=False, verbosity=0)
-        after = set(MigrationLoader(None, ignore_no_migrations=True).disk_migrations)
+        after = known_migrations()
         return sorted(f"{app}.{migration}" for app, migration in after - before)
 
     @either_way
     def upgrade_database(self, backup: bool = True) -> list[str]:
         """Apply every pending migration (after a pre-migrate backup); returns what was applied."""
-        from django.core.management import call_command
-
         pending = self.get_pending_migrations()
         call_command("migrate", database=self.database, interactive=False, verbosity=0, no_backup=not backup)
         return pending
@@ -79,10 +84,6 @@ class DatabaseManager:
     @either_way
     def downgrade_database(self, app: str, target: str, backup: bool = True) -> list[str]:
         """Migrate ``app`` back to ``target`` ("zero" for none), after a backup; returns what was unapplied."""
-        from django.core.management import call_command
-
-        from .backup import migration_plan
-
         plan = migration_plan(self.database, app, target)
         call_command(
             "migrate", app, target, database=self.database, interactive=False, verbosity=0, no_backup=not backup
@@ -108,14 +109,9 @@ class DatabaseManager:
     @either_way
     def get_pending_migrations(self) -> list[str]:
         """Migrations ``upgrade_database`` would apply, in order, as "app.name"."""
-        from .backup import migration_plan
-
-        return [f"{m.app_label}.{m.name}" for m, backwards in migration_plan(self.database) if not backwards]
+        return pending_migrations(self.database)
 
     def _applied_rows(self):
-        from django.db import connections
-        from django.db.migrations.recorder import MigrationRecorder
-
         recorder = MigrationRecorder(connections[self.database])
         if not recorder.has_table():
             return []
@@ -131,8 +127,6 @@ class DatabaseBackup:
     @either_way
     def create_backup(self, output_dir=None, *, verify: str = "quick", reason: str = "manual") -> str:
         """Write a verified backup and return the new file's path (raises dbtools.errors on failure)."""
-        from .backup import create_backup
-
         return str(create_backup(database=self.database, output_dir=output_dir, verify=verify, reason=reason).path)
 
     @either_way
@@ -143,11 +137,6 @@ class DatabaseBackup:
         ``dbtools.restore``; the live database is then unchanged unless the log says
         otherwise). The seed's name over dbtools.restore.restore_backup, which raises.
         """
-        import logging
-
-        from .errors import DbtoolsError
-        from .restore import restore_backup
-
         try:
             restore_backup(backup_path, database=self.database, force=force, safety_backup=safety_backup)
         except DbtoolsError as exc:
@@ -166,8 +155,6 @@ class DatabaseValidator:
     def validate_data_integrity(self) -> dict:
         """Problems per data category: foreign_key_violations, constraint_violations,
         data_inconsistencies, orphaned_records (each a list of problem dicts)."""
-        from .validation import DATA_CATEGORIES, validate_database
-
         report = validate_database(self.database, data=True, schema=False)
         return report.by_category(DATA_CATEGORIES)
 
@@ -175,26 +162,22 @@ class DatabaseValidator:
     def validate_schema(self) -> dict:
         """Problems per schema category: missing_tables, missing_columns, schema_inconsistencies,
         missing_indexes, missing_constraints, unapplied_migrations, unknown_migrations."""
-        from .validation import SCHEMA_CATEGORIES, validate_database
-
         report = validate_database(self.database, data=False, schema=True)
         return report.by_category(SCHEMA_CATEGORIES)
 
     @either_way
     def validate(self) -> dict:
         """A full validation, stored for /health/ and the dashboard; the report as a dict."""
-        from .validation import validate_database
-
         return validate_database(self.database).as_dict()
 
 
-# The seed's four checks, by the names of dbtools.monitor's checks. When the database does
-# not answer, only connection_status is there (the others cannot run).
+# The seed's four checks, as entries of the one registry (dbtools.monitoring.CHECKS). When
+# the database does not answer, only connection_status is there (the others cannot run).
 SEED_CHECKS = {
-    "connection_status": "connection",
-    "data_integrity": "data_integrity",
-    "schema_integrity": "schema",
-    "performance": "performance",
+    "connection_status": registered("connection"),
+    "data_integrity": registered("data_integrity"),
+    "schema_integrity": registered("schema"),
+    "performance": registered("performance"),
 }
 
 
@@ -208,8 +191,6 @@ class DatabaseMonitor:
     def get_database_stats(self) -> dict:
         """table_counts (users, servers, configurations), database_size, connection_info,
         performance_metrics, plus table_sizes, migrations and backup."""
-        from .monitor import collect_stats
-
         return collect_stats(self.database).as_dict()
 
     @either_way
@@ -217,29 +198,22 @@ class DatabaseMonitor:
         """status (healthy, degraded or unhealthy), the seed's four checks (connection_status,
         data_integrity, schema_integrity, performance: each with its status and message),
         issues and recommendations. Every check (backups, disk space too) is in health_report()."""
-        from .monitor import health_report
-
-        report = health_report(self.database).as_dict()
-        by_name = {check["name"]: check for check in report["checks"]}
+        report = health_report(self.database)
+        results = {seed_name: report.check(entry.name) for seed_name, entry in SEED_CHECKS.items()}
         return {
-            "status": report["status"],
+            "status": report.status,
             "checks": {
-                seed_name: {
-                    "status": by_name[name]["status"],
-                    "message": by_name[name]["message"],
-                }
-                for seed_name, name in SEED_CHECKS.items()
-                if name in by_name
+                seed_name: {"status": result.status, "message": result.message}
+                for seed_name, result in results.items()
+                if result is not None
             },
-            "issues": report["issues"],
-            "recommendations": report["recommendations"],
+            "issues": report.issues,
+            "recommendations": report.recommendations,
         }
 
     @either_way
     def health_report(self) -> dict:
         """The full health report: every check with its status, message and recommendation."""
-        from .monitor import health_report
-
         return health_report(self.database).as_dict()
 
 

@@ -9,6 +9,10 @@ import os
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from .backups import parse_url
+from .encryption import parse_recipients
+from .signing import MIN_KEY_LENGTH, key_file_inside
+
 # The checks the operations commands (backup, restore, validate, dbstats) run before
 # they start: their own settings and the secret key (mcmanager.E001/E002). Not the URL,
 # admin and template checks, which import every view for a cron job that serves no page:
@@ -94,8 +98,6 @@ def check_dbtools_settings(app_configs, **kwargs):
 
 def _offsite_and_encryption_errors() -> list:
     """dbtools.E011-E014: the offsite URL and its credentials, the age keys."""
-    from .encryption import parse_recipients
-    from .offsite import parse_url
 
     errors = []
     offsite = (getattr(settings, "MCMANAGER_OFFSITE_URL", "") or "").strip()
@@ -146,7 +148,6 @@ def _offsite_and_encryption_errors() -> list:
 
 def _signing_key_errors() -> list:
     """The signing key must not live with the backups, and a key given as text must be long enough."""
-    from .signing import MIN_KEY_LENGTH, key_file_inside
 
     errors = []
     inside = key_file_inside(settings.MCMANAGER_BACKUP_DIR)

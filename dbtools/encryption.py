@@ -20,7 +20,8 @@ import queue
 import threading
 from pathlib import Path
 
-from .errors import CouldNotRun, VerificationFailed, first_line
+from .errors import CouldNotRun, VerificationFailed
+from .formatting import first_line
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 SCHEME = "age"
@@ -249,7 +250,7 @@ class _RawReader(io.RawIOBase):
 
 
 def _reason(exc: BaseException) -> str:
-    text = first_line(exc) or exc.__class__.__name__
+    text = first_line(exc)
     if "No matching keys" in text or "no identity matched" in text.lower():
         return "the decryption key is not one of the backup's recipients"
     return text

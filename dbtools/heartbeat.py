@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 
-from .errors import first_line
+from .formatting import first_line
 
 logger = logging.getLogger("dbtools.heartbeat")
 

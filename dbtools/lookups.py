@@ -64,8 +64,12 @@ class InExact(Lookup):
         return self._sql(f"CAST({lhs} AS BINARY)", params, self._values())
 
 
-for field_class in (CharField, TextField):
-    # ``field__length__gte=3``: LENGTH / CHAR_LENGTH, characters on every engine.
-    field_class.register_lookup(Length)
-    field_class.register_lookup(OnlyChars)
-    field_class.register_lookup(InExact)
+def register_lookups() -> None:
+    """Make ``length``, ``only_chars`` and ``in_exact`` available on every CharField and
+    TextField. Called once from ``DbtoolsConfig.ready()``, before any query or migration
+    resolves a constraint that uses them (importing this module registers nothing)."""
+    for field_class in (CharField, TextField):
+        # ``field__length__gte=3``: LENGTH / CHAR_LENGTH, characters on every engine.
+        field_class.register_lookup(Length)
+        field_class.register_lookup(OnlyChars)
+        field_class.register_lookup(InExact)

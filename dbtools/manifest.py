@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from .errors import VerificationFailed
-from .signing import Authenticity
-from .streams import NotRegularFile, open_regular
+from .formatting import first_line
+from .signing import Authenticity, check_signature, keyring, sign
+from .streams import NotRegularFile, open_regular, unique_suffix
 
 FORMAT_VERSION = 1
 MANIFEST_SUFFIX = ".json"
@@ -237,7 +238,6 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     manifest's ``authenticity``: callers decide (restore refuses unless --force).
     Raises VerificationFailed (one line) when the manifest is missing, unreadable or bad.
     """
-    from .signing import check_signature, keyring
 
     name = Path(backup_path).name
     raw = _read_bounded(manifest_path(backup_path), name)
@@ -247,8 +247,7 @@ def read_manifest(backup_path, keys=None) -> BackupManifest:
     except RecursionError:
         raise VerificationFailed(f"the manifest of {name} is bad: nested too deeply") from None
     except ValueError as exc:
-        first = (str(exc).splitlines() or ["?"])[0]
-        raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first})") from None
+        raise VerificationFailed(f"the manifest of {name} is unreadable: not JSON ({first_line(exc)})") from None
     # The same bytes checked with the same keys give the same verdict: a listing of a year
     # of backups (the dashboard, /health/) checks each manifest once per process, not per request.
     memo_key = (hashlib.sha256(raw).digest(), tuple(k.key_id for k in keys.keys), keys.problem)
@@ -279,8 +278,6 @@ def write_manifest(backup_path, manifest: BackupManifest) -> Path:
     signature verifies whatever the Python types were. Raises CouldNotRun when there is
     no usable signing key.
     """
-    from .signing import sign
-    from .streams import unique_suffix
 
     fields = json.loads(json.dumps(manifest.as_dict()))
     fields.pop("signature", None)

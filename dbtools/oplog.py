@@ -19,8 +19,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
+
+from .errors import RestoreRefused
+from .formatting import to_ms
+from .models import OperationLog
 
 logger = logging.getLogger("dbtools.oplog")
 
@@ -77,8 +82,6 @@ def deferred_operation(
 @contextmanager
 def _timed(operation: str, database: str, actor: str | None, write) -> Iterator[OperationRecord]:
     """An OperationRecord for the block; ``write(record, started, seconds)`` when it ends."""
-    from .errors import RestoreRefused
-
     record = OperationRecord(operation=operation, database=database, actor=actor or os_user())
     started = timezone.now()
     t0 = time.monotonic()
@@ -94,8 +97,6 @@ def _timed(operation: str, database: str, actor: str | None, write) -> Iterator[
 
 
 def write_entry(record: OperationRecord, started, seconds: float, alias: str) -> None:
-    from .models import OperationLog
-
     try:
         OperationLog.objects.using(alias).create(
             started_at=started,
@@ -104,7 +105,7 @@ def write_entry(record: OperationRecord, started, seconds: float, alias: str) ->
             actor=record.actor[:150],
             database=record.database,
             outcome=record.outcome,
-            duration_ms=int(seconds * 1000),
+            duration_ms=to_ms(seconds),
             file=record.file[:1024],
             checksum=record.checksum,
             message=record.message,
@@ -124,9 +125,9 @@ OUTCOMES = ("success", "failure", "refused")
 
 
 def journal_path() -> Path:
-    from .backup import backup_directory
-
-    return backup_directory() / JOURNAL_NAME
+    """The journal beside the backups (MCMANAGER_BACKUP_DIR, read here: the log sits below
+    the backup side and imports nothing of it)."""
+    return Path(settings.MCMANAGER_BACKUP_DIR) / JOURNAL_NAME
 
 
 @contextmanager
@@ -137,13 +138,15 @@ def journal_operation(operation: str, *, database: str = DEFAULT_DB_ALIAS, actor
         yield record
 
 
-def append_journal(record: OperationRecord, started, seconds: float) -> None:
-    """One line in the journal; never raises (the operation's own result comes first)."""
+def append_journal(record: OperationRecord, started, seconds: float, finished=None) -> None:
+    """One line in the journal; never raises (the operation's own result comes first).
+
+    ``finished`` defaults to now; an entry put back by merge_journal keeps its own."""
     entry = {
         **asdict(record),
         "started_at": started.isoformat(),
-        "finished_at": timezone.now().isoformat(),
-        "duration_ms": int(seconds * 1000),
+        "finished_at": (finished or timezone.now()).isoformat(),
+        "duration_ms": to_ms(seconds),
     }
     logger.info("%s %s: %s", record.operation, record.outcome, record.message)
     try:
@@ -207,8 +210,6 @@ def merge_journal(alias: str) -> int:
     The journal is claimed by a rename first, so two processes never merge it twice; an
     entry for another database stays in a new journal.
     """
-    from .models import OperationLog
-
     path = journal_path()
     claimed = path.with_name(f"{JOURNAL_NAME}.{os.getpid()}.merging")
     try:
@@ -231,5 +232,5 @@ def merge_journal(alias: str) -> int:
             **{k: entry[k] for k in ("operation", "database", "actor", "file", "checksum", "message", "details")},
             outcome=entry["outcome"],
         )
-        append_journal(record, entry["started_at"], entry["duration_ms"] / 1000)
+        append_journal(record, entry["started_at"], entry["duration_ms"] / 1000, entry["finished_at"])
     return len(mine)

@@ -20,11 +20,17 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
+from django.apps import apps
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
+from accounts.models import User
+from servers.models import Configuration, Server, ServerStatus
+
+from .backups import create_backup
 from .errors import DbtoolsError
+from .formatting import to_ms
 from .oplog import OperationRecord, os_user, write_entry
 from .validation import run_validation
 
@@ -82,25 +88,17 @@ def _orphan_owner_name() -> str:
 
 
 def _dangling_configuration(database: str) -> models.QuerySet:
-    from accounts.models import User
-    from servers.models import Configuration
-
     users = User._base_manager.using(database).filter(pk=models.OuterRef("updated_by_id"))
     return Configuration._base_manager.using(database).filter(updated_by_id__isnull=False).exclude(models.Exists(users))
 
 
 def _orphaned_servers(database: str) -> models.QuerySet:
-    from accounts.models import User
-    from servers.models import Server
-
     users = User._base_manager.using(database).filter(pk=models.OuterRef("owner_id"))
     return Server._base_manager.using(database).exclude(models.Exists(users))
 
 
 def _port_clash_losers(database: str) -> list[int]:
     """Ids of the Running/Starting servers to stop: per shared port, all but the one running longest."""
-    from servers.models import Server, ServerStatus
-
     active = [ServerStatus.RUNNING, ServerStatus.STARTING]
     live = Server._base_manager.using(database).filter(status__in=active, status__in_exact=active)
     clashing = live.values("port").annotate(n=models.Count("pk")).filter(n__gt=1).values("port")
@@ -115,8 +113,6 @@ def _port_clash_losers(database: str) -> list[int]:
 
 def _holding_account(database: str):
     """The holding account for orphaned servers: created when absent; an admin is refused."""
-    from accounts.models import User
-
     name = _orphan_owner_name()
     user = User._base_manager.using(database).filter(username=name).first()
     if user is None:
@@ -176,8 +172,6 @@ def _plan(problem, database: str) -> FixPlan:
 
 def _case_twins(problem, database: str) -> list[str]:
     """The users of the sample, grouped by the name (or email) they share but for case."""
-    from accounts.models import User
-
     column = "email" if "email" in problem.rule else "username"
     users = User._base_manager.using(database).filter(pk__in=problem.sample_ids).order_by("pk")
     groups: dict[str, list[str]] = {}
@@ -187,8 +181,6 @@ def _case_twins(problem, database: str) -> list[str]:
 
 
 def _model_of(table: str):
-    from django.apps import apps
-
     return next((m for m in apps.get_models() if m._meta.db_table == table), None)
 
 
@@ -235,12 +227,10 @@ def _manual_check_fix(problem, database: str) -> list[str]:
 
 def repair_database(database: str = DEFAULT_DB_ALIAS, *, apply: bool = False, actor: str | None = None):
     """The plan; with ``apply``, a pre-fix backup then every safe fix in one transaction, each logged."""
-    from .backup import create_backup
-
     t0 = time.monotonic()
     result = RepairResult(database=database, plans=plan_repairs(database))
     if not apply or not result.fixable:
-        result.duration_ms = int((time.monotonic() - t0) * 1000)
+        result.duration_ms = to_ms(time.monotonic() - t0)
         return result
     result.backup = create_backup(database=database, reason="pre-fix", actor=actor).path
     started = timezone.now()
@@ -259,13 +249,11 @@ def repair_database(database: str = DEFAULT_DB_ALIAS, *, apply: bool = False, ac
             details={"pre_fix_backup": str(result.backup), **plan.as_dict()},
         )
         write_entry(record, started, seconds, database)
-    result.duration_ms = int(seconds * 1000)
+    result.duration_ms = to_ms(seconds)
     return result
 
 
 def _apply(plan: FixPlan, database: str) -> None:
-    from servers.models import Server, ServerStatus
-
     if plan.rule == "updated_by_id_exists":
         rows = _dangling_configuration(database)
         changes = {"updated_by_id": None}

@@ -368,7 +368,7 @@ def _open_copy(copy: Path):
 
 
 def default_output() -> Path:
-    from .backup import backup_directory
+    from .backups import backup_directory
 
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     return backup_directory() / f"salvage_{stamp}.sqlite3"
@@ -498,15 +498,15 @@ def compare_with_backup(salvaged: str | os.PathLike, backup: str | os.PathLike, 
     into a scratch file first; a backup that fails them is refused, never read.
     """
     from .engines import get_engine
-    from .restore import _check_file, _Checks, _loaded_scratch, resolve_source
+    from .restore import Checks, check_file, loaded_scratch, resolve_source
 
     path = resolve_source(backup, latest=False, database=database)
     engine = get_engine(database)
     if engine.vendor != "sqlite":
         raise CouldNotRun(f"salvage compares SQLite files; database '{database}' is {engine.display_name}")
-    checks = _Checks()
-    manifest = _check_file(path, engine, database, True, checks)
-    with _loaded_scratch(engine, path, manifest, checks) as scratch:
+    checks = Checks()
+    manifest = check_file(path, engine, True, checks)
+    with loaded_scratch(engine, path, manifest, checks) as scratch:
         conn = sqlite3.connect(f"file:{salvaged}?mode=ro", uri=True)
         try:
             conn.execute("ATTACH DATABASE ? AS backup", (f"file:{scratch.name}?mode=ro",))

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from .formatting import format_bytes, format_duration
+
 DAYS = 30
 WIDTH, HEIGHT, PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 720, 150, 70, 12, 12, 22
 ROWS_HEIGHT = 46
@@ -46,17 +48,17 @@ def collect(backups, failures, now: datetime, days: int = DAYS) -> list[TrendPoi
     since = now - timedelta(days=days)
     points = []
     for info in backups:
-        if info.created_at < since or getattr(info, "problem", None):
-            continue
         manifest = info.manifest
+        if info.created_at < since or info.problem or manifest is None:
+            continue
         points.append(
             TrendPoint(
                 when=info.created_at,
                 name=info.name,
                 ok=bool(info.verified),
                 size=info.size,
-                duration_ms=int(getattr(manifest, "duration_ms", 0) or 0),
-                rows=dict(getattr(manifest, "row_counts", None) or {}),
+                duration_ms=int(manifest.duration_ms or 0),
+                rows=dict(manifest.row_counts or {}),
             )
         )
     for row in failures:
@@ -70,14 +72,6 @@ def _x(when: datetime, now: datetime, days: int) -> float:
     span = days * 86400
     age = (now - when).total_seconds()
     return PAD_LEFT + (WIDTH - PAD_LEFT - PAD_RIGHT) * max(0.0, min(1.0, 1 - age / span))
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def backups_svg(points: list[TrendPoint], now: datetime, days: int = DAYS) -> str:
@@ -97,7 +91,10 @@ def backups_svg(points: list[TrendPoint], now: datetime, days: int = DAYS) -> st
         ),
         format_html('<line x1="{}" y1="{}" x2="{}" y2="{}" class="axis"/>', PAD_LEFT, base, WIDTH - PAD_RIGHT, base),
         format_html(
-            '<text x="{}" y="{}" class="label" text-anchor="end">{}</text>', PAD_LEFT - 6, PAD_TOP + 8, _size(max_size)
+            '<text x="{}" y="{}" class="label" text-anchor="end">{}</text>',
+            PAD_LEFT - 6,
+            PAD_TOP + 8,
+            format_bytes(max_size),
         ),
         format_html('<text x="{}" y="{}" class="label" text-anchor="end">0</text>', PAD_LEFT - 6, base),
         format_html('<text x="{}" y="{}" class="label">{} days ago</text>', PAD_LEFT, HEIGHT - 6, days),
@@ -118,7 +115,7 @@ def backups_svg(points: list[TrendPoint], now: datetime, days: int = DAYS) -> st
             )
             continue
         h = max(2.0, plot_h * p.size / max_size)
-        title = f"{stamp} {p.name}: {_size(p.size)}, {p.duration_ms / 1000:.1f} s"
+        title = f"{stamp} {p.name}: {format_bytes(p.size)}, {format_duration(p.duration_ms)}"
         parts.append(
             format_html(
                 '<rect class="backup-mark backup-ok" x="{}" y="{}" width="4" height="{}"><title>{}</title></rect>',
@@ -192,10 +189,11 @@ def rows_svg(points: list[TrendPoint], now: datetime, days: int = DAYS) -> str:
 
 
 def summary(points: list[TrendPoint]) -> dict:
+    """Counts of backups and failures, the largest size (bytes) and the slowest duration (ms)."""
     good = [p for p in points if p.ok]
     return {
         "backups": len(good),
         "failures": len(points) - len(good),
-        "largest": _size(max((p.size for p in good), default=0)),
-        "slowest_s": round(max((p.duration_ms for p in good), default=0) / 1000, 1),
+        "largest_bytes": max((p.size for p in good), default=0),
+        "slowest_ms": max((p.duration_ms for p in good), default=0),
     }

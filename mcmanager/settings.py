@@ -81,7 +81,8 @@ DEVELOPMENT_SECRET_KEY_FILE = INSTANCE_DIR / "secret_key"
 SECRET_KEY = _secret_key()
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with mcmanager's AdminSite as admin.site (the health dashboard's entry).
+    "mcmanager.admin.McmanagerAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

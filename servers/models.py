@@ -10,8 +10,6 @@ from django.core.validators import (
 from django.db import models
 from django.db.models import Q
 
-import dbtools.lookups  # noqa: F401  (registers only_chars / in_exact)
-
 SERVER_NAME_CHARS = "A-Za-z0-9_-"
 CONFIG_KEY_CHARS = "A-Za-z0-9._-"
 PORT_MIN, PORT_MAX = 1024, 65535

@@ -7,9 +7,20 @@ Sections (each owned by one feature; edit only yours):
 - restore: replace the live database atomically with a dump's content;
 - monitoring and validation: sizes, connections, the engine's own integrity checks.
 - maintenance: the per-engine SQL of ``manage.py maintain`` and when it would pay.
+- demo data (bulk loading): many rows with explicit ids, fast (``generate_demo_data``,
+  ``import_legacy``).
+- databases and tools (benchmarks): the engine's own command-line tools, creating and
+  dropping a database (``bench/``).
+
+- monitoring: the statistics of dbstats and the dashboard (sizes, row estimates,
+  server connections, pool, engine-specific figures).
 """
 
-from django.db import connections
+import os
+from contextlib import contextmanager
+
+from django.core.management.color import no_style
+from django.db import connections, transaction
 
 
 class Engine:
@@ -121,6 +132,17 @@ class Engine:
         """
         raise NotImplementedError
 
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """Whether another connection with the same settings sees this same database.
+
+        Validation runs its queries side by side, each worker thread on its own connection,
+        only where this holds. False for a database private to the connection that made it
+        (SQLite's in-memory database); True for a file or a server.
+        """
+        raise NotImplementedError
+
     # --- maintenance --------------------------------------------------------
 
     def maintain(self, *, analyze: bool, vacuum: bool, reindex: bool, dry_run: bool) -> list[str]:
@@ -131,6 +153,141 @@ class Engine:
     def maintenance_advice(self) -> list[str]:
         """Lines recommending ``maintain``, only where a figure says it would pay; [] otherwise."""
         raise NotImplementedError
+
+    # --- backup side (dbtools.backups) -------------------------------------
+
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """Why write_dump failed, in one line, when ``exc`` is an error of the engine's own
+        driver that the backup side cannot name (it imports no driver); None for any other
+        exception, which goes on up as it is. The backup becomes BackupFailed (exit 1)."""
+        return None
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The table names of ``path`` when it is a database file in this engine's own file
+        format, read without loading it and without running anything it holds; None when it
+        is not one (or cannot be read). Restore asks every engine, whatever the live
+        database's, to tell a Flask-era database file from a backup. Engines whose databases
+        are not single files always answer None.
+        """
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # dbtools.demo (``generate_demo_data``) and dbtools.legacy (``import_legacy``) write
+    # many rows with explicit ids through dbtools.demo.writer.BulkWriter, which calls these.
+
+    # The DB-API driver's parameter mark in raw SQL ("?" for sqlite3, "%s" for psycopg and mysqlclient).
+    bulk_param_mark = "%s"
+    # What ends a "YYYY-MM-DD HH:MM:SS" timestamp literal of UTC for the engine's datetime
+    # columns ("+00" where they hold a time zone, PostgreSQL's timestamptz).
+    bulk_timestamp_suffix = ""
+    # Whether insert_demo_users() and insert_demo_servers() compute the rows inside the
+    # database (SQLite). Otherwise dbtools.demo builds them in Python and bulk_inserts them.
+    demo_rows_in_database = False
+
+    def bulk_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert ``rows`` (tuples in ``columns``' order, values as the driver binds them) into
+        ``table`` the fastest way the engine offers, in the current transaction. By default one
+        ``INSERT`` run by the raw DB-API cursor's ``executemany``."""
+        qn = self.connection.ops.quote_name
+        names = ", ".join(qn(c) for c in columns)
+        marks = ", ".join([self.bulk_param_mark] * len(columns))
+        self.connection.ensure_connection()
+        raw = self.connection.connection.cursor()
+        try:
+            raw.executemany(f"INSERT INTO {qn(table)} ({names}) VALUES ({marks})", rows)
+        finally:
+            raw.close()
+
+    @contextmanager
+    def bulk_load_table(self, table: str):
+        """Around the load of one table's rows (every batch). Nothing by default: the caller
+        commits each batch. SQLite: one transaction, secondary indexes rebuilt once at the end."""
+        yield
+
+    @contextmanager
+    def bulk_load_session(self):
+        """Around a whole bulk load. Yields whether the engine stopped enforcing CHECK constraints
+        and foreign keys per row: then the caller must check each batch itself (set-based) before
+        it commits. By default nothing changes and it yields False. SQLite: True."""
+        yield False
+
+    def reset_sequences(self, models) -> None:
+        """After rows with explicit ids: the next id the database hands out follows the highest.
+        Django knows which engines keep sequences apart from the tables (PostgreSQL); on the
+        others there is nothing to do."""
+        statements = self.connection.ops.sequence_reset_sql(no_style(), models)
+        if statements:
+            with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+                for sql in statements:
+                    cursor.execute(sql)
+
+    def insert_demo_users(self, writer, User, rng, clock, start: int, total: int, batch_size: int, progress) -> None:
+        """Only where ``demo_rows_in_database``: ``total`` demo users from id ``start``, computed by the
+        database from ``rng``'s draws, ``batch_size`` rows at a time, each batch ``writer.verify()``-ed
+        inside ``writer.loading(User)``; ``progress("users", done, total)`` after each."""
+        raise NotImplementedError
+
+    def insert_demo_servers(
+        self, writer, Server, rng, clock, start: int, total: int, batch_size: int, progress, owner_ids, free
+    ) -> int:
+        """Only where ``demo_rows_in_database``: ``total`` demo servers from id ``start`` owned by
+        ``owner_ids``, the Running/Starting ones each on one of the ``free`` ports, as
+        insert_demo_users() does it; returns how many are Running or Starting."""
+        raise NotImplementedError
+
+    # --- databases and tools (benchmarks) -----------------------------------
+    # bench/ times our commands against the engine's own tools and builds its databases
+    # with these, so it needs no vendor knowledge of its own.
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment with which the engine's command-line ``tool`` (``psql``,
+        ``pg_dump``, ``mariadb``, ``mariadb-dump``, ``sqlite3``...) reaches this database's server
+        as the application does (host, port, user, TLS); the password only in the environment.
+        The database itself is not named: the caller gives it as the tool expects."""
+        return [tool], dict(os.environ)
+
+    def create_database(self, name: str | None = None) -> None:
+        """Create the empty database ``name`` (default: this alias's) on the server. SQLite: the
+        file is created by the first connection."""
+        raise NotImplementedError
+
+    def drop_database(self, name: str | None = None) -> None:
+        """Drop the database ``name`` (default: this alias's) if it exists, whoever is connected."""
+        raise NotImplementedError
+
+    # --- monitoring (statistics: dbstats, /health/, the dashboard) -----------
+
+    def database_size(self) -> dict:
+        """The database's size as the engine knows it, in integer bytes: at least
+        ``total_bytes``; SQLite adds ``file_bytes``, ``wal_bytes`` and its page accounting
+        (``page_size``, ``page_count``, ``free_pages``)."""
+        raise NotImplementedError
+
+    def table_sizes(self, tables: list[str]) -> dict[str, int] | None:
+        """Bytes per table (with its indexes) for these tables; None when the engine cannot
+        tell cheaply (SQLite)."""
+        raise NotImplementedError
+
+    def estimated_row_counts(self, tables: list[str]) -> dict[str, int] | None:
+        """The server's own row estimates per table, free where COUNT(*) is not; None when
+        the engine keeps none (or not for every table)."""
+        raise NotImplementedError
+
+    def server_connections(self) -> int | None:
+        """Connections open on the database server; None for an engine without a server."""
+        raise NotImplementedError
+
+    def pool_stats(self) -> dict | None:
+        """Statistics of the connection pool Django uses for this database, as integers;
+        None when there is no pool (the default everywhere but PostgreSQL with pooling on)."""
+        return None
+
+    def performance_extras(self) -> dict:
+        """Engine-specific figures beside the latencies (SQLite ``free_pages``, PostgreSQL
+        ``cache_hit_ratio``); {} when the engine has none."""
+        return {}
 
     # --- restore speed (issue 16: restore as fast as the engine's tools) ----
 

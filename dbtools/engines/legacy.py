@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import CouldNotRun, DatabaseUnreachable
+from ..formatting import first_line
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 URL_SCHEMES = {
@@ -57,10 +59,6 @@ class LegacySource:
         self.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-
-
 class SQLiteSource(LegacySource):
     kind = "sqlite"
 
@@ -94,7 +92,7 @@ class SQLiteSource(LegacySource):
             self.conn = sqlite3.connect(uri, uri=True)
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
-            raise CouldNotRun(f"{path} cannot be read as SQLite: {_first_line(exc)}") from None
+            raise CouldNotRun(f"{path} cannot be read as SQLite: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"SQLite file {self.path}"
@@ -134,7 +132,7 @@ class PostgreSQLSource(LegacySource):
             self.conn.read_only = True
             self.schema = self.conn.execute("SELECT current_schema()").fetchone()[0]
         except psycopg.Error as exc:
-            raise DatabaseUnreachable(f"cannot read {self.describe()}: {_first_line(exc)}") from None
+            raise DatabaseUnreachable(f"cannot read {self.describe()}: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"PostgreSQL database {_safe_url(self.url)}"
@@ -203,7 +201,7 @@ class MySQLSource(LegacySource):
             cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             cursor.close()
         except MySQLdb.Error as exc:
-            raise DatabaseUnreachable(f"cannot read {self.describe()}: {_first_line(exc)}") from None
+            raise DatabaseUnreachable(f"cannot read {self.describe()}: {first_line(exc)}") from None
 
     def describe(self) -> str:
         return f"MariaDB database {_safe_url(self.url)}"
@@ -279,3 +277,26 @@ def open_legacy_source(source: str) -> LegacySource:
             raise CouldNotRun(f"unsupported source URL scheme {scheme}://: use a SQLite file, postgres:// or mysql://")
         return PostgreSQLSource(source) if vendor == "postgresql" else MySQLSource(source)
     return SQLiteSource(Path(source))
+
+
+# --- writing a source (benchmarks and tests) ---------------------------------------
+
+
+def write_sqlite_source(path: Path, script: str, rows: dict[str, Iterable[tuple]]) -> None:
+    """A new SQLite file at ``path`` as the Flask-era application could have left it: ``script``
+    (its schema and any fixed rows), then each table's ``rows`` (tuples in column order), in one
+    commit. For benchmarks that need a source to import; import_legacy itself only reads."""
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(script)
+        for table, data in rows.items():
+            data = iter(data)
+            first = next(data, None)
+            if first is None:
+                continue
+            marks = ", ".join("?" * len(first))
+            conn.executemany(f"INSERT INTO {SQLiteSource._q(table)} VALUES ({marks})", chain([first], data))
+        conn.commit()
+    finally:
+        conn.close()

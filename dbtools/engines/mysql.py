@@ -635,3 +635,51 @@ class MySQLEngine(Engine):
                         {"kind": kind, "name": name, "table": table, "drop": f"DROP {kind.upper()} {quote(name)}"}
                     )
         return sorted(found, key=lambda o: (o["kind"], o["name"]))
+
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """None: a MariaDB database lives on its server, never in a file (its dumps are SQL scripts, not databases)."""
+        return None
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # Rows go in with the base class's executemany: mysqlclient rewrites an INSERT ... VALUES
+    # run by executemany into multi-row INSERTs of up to max_allowed_packet, MariaDB's fastest
+    # path short of LOAD DATA (which the server may forbid). Sequences are AUTO_INCREMENT
+    # counters that follow explicit ids by themselves.
+
+    bulk_param_mark = "%s"
+    bulk_timestamp_suffix = ""
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        return self._client_command(tool)
+
+    def _server_statement(self, statement: str) -> None:
+        """One statement outside any database, by the ``mariadb`` client (MySQLdb always opens one)."""
+        import subprocess
+
+        from ..errors import CouldNotRun
+        from ..formatting import first_line as first_text_line
+
+        cmd, env = self._client_command("mariadb")
+        done = subprocess.run([*cmd, "-e", statement], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            why = first_text_line(done.stderr or done.stdout) or f"exit {done.returncode}"
+            raise CouldNotRun(f"{statement}: {why}")
+
+    def create_database(self, name: str | None = None) -> None:
+        """With the collation the tests and the settings expect (utf8mb4_general_ci)."""
+        database = quote(name or self.settings_dict["NAME"])
+        self._server_statement(f"CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+
+    def drop_database(self, name: str | None = None) -> None:
+        self._server_statement(f"DROP DATABASE IF EXISTS {quote(name or self.settings_dict['NAME'])}")

@@ -740,3 +740,60 @@ class PostgreSQLEngine(Engine):
                 drop = f"DROP {kind.upper()} {quoted(name)}"
             found.append({"kind": kind, "name": name, "table": table, "drop": drop})
         return found
+
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """True: every connection reaches the same database on the server."""
+        return True
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """None: a PostgreSQL database lives on its server, never in a file (its dumps are archives, not databases)."""
+        return None
+
+    # --- demo data (bulk loading) -------------------------------------------
+
+    # Django's datetime columns are timestamptz: the demo data's UTC times say so.
+    bulk_timestamp_suffix = "+00"
+
+    def bulk_insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """COPY ... FROM STDIN, row by row through psycopg's copy (several times executemany's speed)."""
+        qn = self.connection.ops.quote_name
+        names = ", ".join(qn(c) for c in columns)
+        self.connection.ensure_connection()
+        raw = self.connection.connection.cursor()
+        try:
+            with raw.copy(f"COPY {qn(table)} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            raw.close()
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def tool_command(self, tool: str) -> tuple[list[str], dict[str, str]]:
+        """Every libpq tool reads the connection from the environment (PGHOST, PGPORT, PGUSER,
+        PGPASSWORD and the TLS options of LIBPQ_ENV)."""
+        s = self.settings_dict
+        env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+        for key, variable in (("HOST", "PGHOST"), ("PORT", "PGPORT"), ("USER", "PGUSER"), ("PASSWORD", "PGPASSWORD")):
+            if s.get(key):
+                env[variable] = str(s[key])
+        env.update({LIBPQ_ENV[name]: value for name, value in self._libpq_options().items()})
+        return [tool], env
+
+    def create_database(self, name: str | None = None) -> None:
+        from psycopg import sql
+
+        with self._maintenance_connection() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name or self.settings_dict["NAME"])))
+
+    def drop_database(self, name: str | None = None) -> None:
+        from psycopg import sql
+
+        with self._maintenance_connection() as conn:
+            statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(statement.format(sql.Identifier(name or self.settings_dict["NAME"])))

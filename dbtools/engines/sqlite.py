@@ -16,6 +16,7 @@ from django.conf import settings
 
 from ..errors import ForeignContent
 from ..streams import unique_suffix
+from . import sqlite_bulk, sqlite_demo
 from .base import Engine
 
 logger = logging.getLogger("dbtools.backup")
@@ -805,6 +806,79 @@ class SQLiteEngine(Engine):
                 }
             )
         return found
+
+    # --- validation (dbtools.validation) -----------------------------------
+
+    def shared_between_connections(self) -> bool:
+        """False for an in-memory database: each connection has its own."""
+        return not self.connection.is_in_memory_db()
+
+    # --- backup side (dbtools.backups) -------------------------------------
+
+    def dump_failure(self, exc: Exception, directory) -> str | None:
+        """sqlite3's errors of the backup API: a full disk (the copy is written in the backup
+        directory, or beside the live file for an encrypted backup), or a copy that failed."""
+        import sqlite3  # as the other methods of this module do: only where sqlite3 is used
+
+        if not isinstance(exc, sqlite3.OperationalError):
+            return None
+        if "full" in str(exc):
+            return f"backup directory {directory} is full ({exc}); no backup was written"
+        return f"SQLite could not copy the database: {exc}"
+
+    # --- restore side (dbtools.restore) ----------------------------------------
+
+    @classmethod
+    def tables_in_file(cls, path) -> set[str] | None:
+        """The tables of an SQLite database file, opened read-only and immutable; None for
+        anything else (not a regular file, not an SQLite header, unreadable)."""
+        import sqlite3
+
+        from ..streams import open_regular
+
+        try:
+            with open_regular(path) as fh:
+                if not cls.looks_like_dump(fh.read(16)):
+                    return None
+            conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+            try:
+                return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error):
+            return None
+
+    # --- demo data (bulk loading) -------------------------------------------
+    # See sqlite_bulk.py (the load itself) and sqlite_demo.py (rows computed by SQLite).
+
+    bulk_param_mark = "?"
+    demo_rows_in_database = True
+
+    def bulk_load_table(self, table: str):
+        return sqlite_bulk.load_table(self.connection, table)
+
+    def bulk_load_session(self):
+        return sqlite_bulk.load_session(self.connection)
+
+    def insert_demo_users(self, writer, User, rng, clock, start, total, batch_size, progress) -> None:
+        sqlite_demo.insert_users(writer, User, rng, clock, start, total, batch_size, progress)
+
+    def insert_demo_servers(self, writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free):
+        return sqlite_demo.insert_servers(
+            writer, Server, rng, clock, start, total, batch_size, progress, owner_ids, free
+        )
+
+    # --- databases and tools (benchmarks) -----------------------------------
+
+    def create_database(self, name: str | None = None) -> None:
+        """Only the directory: SQLite creates the file on the first connection."""
+        Path(name or self.settings_dict["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_database(self, name: str | None = None) -> None:
+        """The file and the journal, WAL and shared-memory files beside it."""
+        path = name or self.settings_dict["NAME"]
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 _CHECK = re.compile(r'(?:CONSTRAINT\s+"([^"]+)"\s+)?CHECK\s*\(', re.IGNORECASE)

@@ -1,6 +1,12 @@
-"""Small filters for the health dashboard: 1,234,567 rows, 12.3 MiB, 3.5 h."""
+"""Small filters for the health dashboard: 1,234,567 rows, 12.3 MiB, 2.4 s, 3.5 h.
+
+Sizes, durations and ages read as in the CLI and everywhere else (dbtools.formatting);
+the snapshot the dashboard renders carries plain numbers (bytes, milliseconds, seconds).
+"""
 
 from django import template
+
+from dbtools.formatting import format_bytes, format_duration, human_age
 
 register = template.Library()
 
@@ -15,21 +21,22 @@ def thousands(value) -> str:
 
 @register.filter
 def bytes(value) -> str:  # noqa: A001 - the filter's name in templates
+    """Integer bytes as IEC units: 12.3 MiB."""
+    return format_bytes(value)
+
+
+@register.filter
+def duration(ms) -> str:
+    """Milliseconds for people: 850 ms, 2.4 s, 3.1 min."""
     try:
-        size = float(value)
+        return format_duration(int(ms))
     except (TypeError, ValueError):
         return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "–"  # pragma: no cover
 
 
 @register.filter
 def age(seconds) -> str:
-    from dbtools.monitor import human_age
-
+    """Seconds since something happened: 45 s, 12 min, 3.5 h, 2.0 days."""
     try:
         return human_age(int(seconds))
     except (TypeError, ValueError):

@@ -3,11 +3,14 @@
 import base64
 import os
 import secrets
+import tempfile
+from pathlib import Path
 
 from django.db import connection, connections
 
 from accounts.models import User
 from servers.models import Configuration, Server
+from tests.conftest import database_url_for
 
 
 def make_rows(prefix: str, users: int = 5, servers_each: int = 2) -> None:
@@ -38,8 +41,6 @@ def make_bulk(megabytes: int, prefix: str = "big") -> None:
 
 def scratch_leftovers() -> list[str]:
     """Scratch databases (PostgreSQL, MariaDB) or files (SQLite) that a check failed to remove."""
-    import tempfile
-    from pathlib import Path
 
     if connection.vendor == "sqlite":
         return [p.name for p in Path(tempfile.gettempdir()).glob(f".db_scratch_{os.getpid()}_*")]
@@ -65,11 +66,8 @@ def closed_port_url(password: str, directory) -> str:
 
 def empty_database_url():
     """A new, empty database of this engine (URL, drop function)."""
-    from tests.conftest import database_url_for
 
     if connection.vendor == "sqlite":
-        import tempfile
-
         path = os.path.join(tempfile.mkdtemp(prefix="hb-empty-"), "empty.sqlite3")
         return f"sqlite:///{path}", lambda: None
     name = f"hbempty_{os.getpid()}_{secrets.token_hex(3)}"

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from dbtools.api import DatabaseBackup, DatabaseManager
-from dbtools.backup import list_backups, read_manifest
+from dbtools.backups import list_backups, read_manifest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dbtools.api import DatabaseBackup, DatabaseManager, DatabaseMonitor, DatabaseValidator, db_manager
-from dbtools.backup import list_backups
+from dbtools.backups import list_backups
 from dbtools.manifest import read_manifest
 from dbtools.validation import DATA_CATEGORIES, SCHEMA_CATEGORIES
 

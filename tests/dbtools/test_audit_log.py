@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from dbtools.backup import create_backup
+from dbtools.backups import RetentionPolicy, create_backup, prune_backups
 from dbtools.models import OperationLog
 from dbtools.oplog import journal_path, pending_journal
 
@@ -76,7 +76,8 @@ def test_the_dashboard_shows_a_refused_restore_at_once(client, tmp_path):
     assert "refused" in operations and "restore" in operations
 
 
-def test_a_bad_journal_line_is_skipped_not_a_crash(client):
+def test_a_bad_journal_line_does_not_take_down_the_dashboard(client):
+    """The journal's own checks are in test_oplog.py; here, the dashboard and the next backup."""
     User.objects.create_superuser("boss", password="pw-for-the-test")
     client.login(username="boss", password="pw-for-the-test")
     path = journal_path()
@@ -96,15 +97,12 @@ def test_a_bad_journal_line_is_skipped_not_a_crash(client):
     }
     lines = ["not json", json.dumps({**good, "outcome": "pwned"}), "[1, 2]", json.dumps({**good, "started_at": 5})]
     path.write_text("\n".join([*lines, json.dumps(good)]) + "\n")
-    assert [e["message"] for e in pending_journal()] == ["refused for a reason"]
     assert client.get("/admin/health/").status_code == 200
     create_backup()
     assert ("restore", "refused") in _ops()
 
 
 def test_a_prune_logs_each_deleted_file_and_why():
-    from dbtools.retention import RetentionPolicy, prune_backups
-
     make_data("a")
     first = create_backup().path
     create_backup()

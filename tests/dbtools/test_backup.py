@@ -1,4 +1,4 @@
-"""manage.py backup and dbtools.backup: files, manifests, verification, listing (every engine)."""
+"""manage.py backup and dbtools.backups: files, manifests, verification, listing (every engine)."""
 
 import hashlib
 import json
@@ -6,16 +6,22 @@ import os
 import re
 import stat
 from datetime import UTC, datetime
+from io import StringIO
 
 import pytest
 import zstandard
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.utils import timezone
 
-from dbtools import backup as backup_module
-from dbtools.backup import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup
+from dbtools.backups import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup, writer
+from dbtools.engines import get_engine
+from dbtools.engines import sqlite as sqlite_engine
+from dbtools.engines.sqlite import _check_expressions
+from dbtools.formatting import format_bytes
 from dbtools.manifest import manifest_path, write_manifest
-from dbtools.models import OperationLog
+from dbtools.models import OperationLog, StoredReport
 
 from .backup_support import make_rows, scratch_leftovers
 
@@ -61,7 +67,7 @@ def test_backup_is_a_verified_file_with_its_manifest(settings, vendor):
 
 def test_two_backups_in_the_same_second_give_two_files(monkeypatch):
     frozen = datetime(2026, 5, 17, 3, 4, 5, tzinfo=UTC)
-    monkeypatch.setattr(backup_module, "_now", lambda: frozen)
+    monkeypatch.setattr(writer, "_now", lambda: frozen)
     first = create_backup()
     second = create_backup()
     assert first.path != second.path
@@ -154,7 +160,7 @@ def test_list_shows_backups_newest_first_and_reports_foreign_files(settings):
     assert "no manifest" in by_name["db_backup_20000101_000000.sqlite3.zst"].problem
     assert infos[-1].name == "db_backup_20000101_000000.sqlite3.zst"
 
-    out = __import__("io").StringIO()
+    out = StringIO()
     call_command("backup", "--list", "--json", stdout=out)
     listed = json.loads(out.getvalue())
     assert [i["name"] for i in listed][0] in (first.name, "notes.txt")
@@ -211,15 +217,27 @@ def test_command_prints_the_path_and_is_quiet_with_v0(manage_py, settings):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["verification"]["ok"] is True and result["verification"]["level"] == "full"
+    assert isinstance(result["duration_ms"], int) and result["duration_ms"] > 0 and "duration_seconds" not in result
     assert len(list_backups()) == 3
+
+
+def test_sizes_read_in_iec_units_and_the_duration_in_seconds():
+    make_rows("iec", users=3)
+    out = StringIO()
+    call_command("backup", verbosity=2, stdout=out)
+    [info] = list_backups()
+    size = format_bytes(info.size)
+    assert re.search(
+        r"^\d+(\.\d)? (B|KiB|MiB), \d+ rows in \d+ tables, sha256 [0-9a-f]{64}, \d+\.\d\d s$", out.getvalue(), re.M
+    )
+    assert f"{size}, " in out.getvalue() and "KB" not in out.getvalue()
+    out = StringIO()
+    call_command("backup", "--list", stdout=out)
+    assert f"  {size:>10}  local  " in out.getvalue()
 
 
 @pytest.mark.engines("postgresql", "mysql")
 def test_the_password_goes_through_the_environment_never_argv(monkeypatch, vendor):
-    from django.db import connection
-
-    from dbtools.engines import get_engine
-
     monkeypatch.setitem(connection.settings_dict, "PASSWORD", "pw-Never-In-Argv")
     engine = get_engine()
     if vendor == "postgresql":
@@ -236,7 +254,6 @@ def test_sqlite_backup_checks_the_rows_against_their_checks_and_keeps_a_bad_row(
     """The copy is quick_checked read-write, so its CHECK constraints are evaluated (a
     read-only SQLite connection does not even parse them); a row breaking one is recorded
     in the manifest, and the backup still succeeds: it holds the data as it is."""
-    from django.db import connection
 
     make_rows("ck", users=2, servers_each=1)
     clean = read_manifest(create_backup().path).verification["checks"]
@@ -267,11 +284,6 @@ def test_sqlite_safety_backup_leaves_out_the_row_checks():
 def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
     """The CHECK scans split a table by rowid: a bad row in the last slice is found, and so
     is a column's own CHECK (a PositiveIntegerField's ">= 0")."""
-    from django.db import connection
-    from django.utils import timezone
-
-    from dbtools.engines import sqlite as sqlite_engine
-    from dbtools.models import StoredReport
 
     monkeypatch.setattr(sqlite_engine, "SPLIT_CHECK_ROWS", 1)
     make_rows("sl", users=2, servers_each=3)
@@ -288,8 +300,6 @@ def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
 
 
 def test_check_expressions_of_a_create_table():
-    from dbtools.engines.sqlite import _check_expressions
-
     sql = (
         'CREATE TABLE "t" ("a" integer NOT NULL CHECK ("a" >= 0), "b" text, '
         "CONSTRAINT \"b_valid\" CHECK ((\"b\" IN ('x', 'y)')))), "

@@ -7,6 +7,7 @@ writes is a consistent snapshot.
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,10 +16,12 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from dbtools.backup import NAME_RE, create_backup, list_backups, read_manifest, verify_backup
+from dbtools.backups import NAME_RE, create_backup, list_backups, read_manifest, verify_backup
+from dbtools.engines import get_engine
 from dbtools.errors import LockHeld
 from dbtools.locks import database_lock
 from dbtools.models import OperationLog
+from tests.conftest import database_url_for, signing_env
 
 from .backup_support import closed_port_url, make_bulk, make_rows
 
@@ -49,7 +52,6 @@ def final_files(directory: Path) -> list[str]:
 
 
 def subprocess_env(settings, **extra) -> dict:
-    from tests.conftest import database_url_for, signing_env
 
     env = dict(os.environ)
     env.update(
@@ -208,3 +210,20 @@ def test_a_backup_while_another_process_writes_is_a_consistent_snapshot(settings
         cursor.execute("SELECT COUNT(*) FROM accounts_user")
         assert cursor.fetchone()[0] > counts["accounts_user"]
     assert verify_backup(result.path, "full").ok
+
+
+def test_the_engine_names_its_drivers_dump_errors_and_only_those(vendor, tmp_path):
+    """Engine.dump_failure: the backup side imports no driver; the engine says what its error means."""
+    engine = get_engine()
+    full = sqlite3.OperationalError("database or disk is full")
+    other = sqlite3.OperationalError("unable to open database file")
+    if vendor == "sqlite":
+        assert engine.dump_failure(full, tmp_path) == (
+            f"backup directory {tmp_path} is full (database or disk is full); no backup was written"
+        )
+        assert (
+            engine.dump_failure(other, tmp_path) == "SQLite could not copy the database: unable to open database file"
+        )
+    else:  # not this engine's driver: not its to name
+        assert engine.dump_failure(full, tmp_path) is None
+    assert engine.dump_failure(ValueError("database or disk is full"), tmp_path) is None

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import RetentionPolicy, create_backup, list_backups, prune_backups
+from dbtools.engines import get_engine
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
-from dbtools.retention import RetentionPolicy, prune_backups
 
 
 def fake_backup(
@@ -21,7 +21,6 @@ def fake_backup(
 ):
     """A signed manifest (and 64 random bytes) of a backup of ``database`` (default: the
     test database's name, as Engine.backup_identity gives it)."""
-    from dbtools.engines import get_engine
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"db_backup_{when:%Y%m%d_%H%M%S}.{ext}"

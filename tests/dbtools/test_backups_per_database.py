@@ -14,10 +14,16 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from dbtools.backup import belongs_to, create_backup, latest_verified_backup, list_backups
+from dbtools.backups import (
+    RetentionPolicy,
+    belongs_to,
+    create_backup,
+    latest_verified_backup,
+    list_backups,
+    prune_backups,
+)
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
-from dbtools.monitor import HEALTHY, UNHEALTHY, backup_state, check_backup_freshness
-from dbtools.retention import RetentionPolicy, prune_backups
+from dbtools.monitoring import HEALTHY, UNHEALTHY, backup_state, check_backup_freshness
 
 from .restore_helpers import data_digest, make_data
 

@@ -4,8 +4,10 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from accounts.models import User
+from servers.models import Server
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls here are
 # plain synchronous test setup, not async code.
@@ -27,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.engines("sqlite")]
 
 @pytest.fixture
 def browser(chromium_path):
-    from django.db import connections
+    # Playwright is a development dependency only the browser tests need: imported when one runs.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -80,8 +82,6 @@ def test_admin_backs_up_from_the_dashboard(browser, live_server):
     assert "clean" in page.inner_text("#validation").lower()
 
     # Two servers running on one port: the next validation shows them, with their ids.
-    from servers.models import Server
-
     boss = User.objects.get(username="boss")
     a = Server.objects.create(server_name="lobby", owner=boss, status="Running", port=25570)
     b = Server.objects.create(server_name="survival", owner=boss, status="Starting", port=25570)

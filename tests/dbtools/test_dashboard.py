@@ -1,11 +1,19 @@
 """The admin health dashboard: who may see it, what it shows, its two buttons."""
 
+from unittest import mock
+
 import pytest
+from django.contrib import admin
+from django.db import DatabaseError, connections
 from django.test import Client
 from django.urls import reverse
 
 from accounts.models import User
+from dbtools.backups import list_backups
+from dbtools.formatting import format_bytes
 from dbtools.models import OperationLog, StoredReport
+from dbtools.monitoring import build_snapshot
+from mcmanager.admin import McmanagerAdminSite
 from servers.models import Server
 
 DASHBOARD = "/admin/health/"
@@ -63,15 +71,20 @@ def test_dashboard_shows_verdict_checks_counts_and_log(admin_client, admin_user)
     response = admin_client.get(DASHBOARD)
     assert response.status_code == 200
     html = response.content.decode()
-    health = response.context["health"]
+    snapshot = response.context["snapshot"]
+    health = snapshot.health
     assert health.status == "unhealthy"  # no backup yet
     assert "The database is unhealthy" in html
     for check in health.checks:
         assert check.title in html and check.message in html
-    counts = response.context["counts"]
+    counts = snapshot.counts
     # SQLite counts exactly; the server engines may show their estimate (never more than exact here).
-    if response.context["counts_exact"]:
+    if snapshot.counts_exact:
         assert counts == {"users": 1, "servers": 2, "configurations": 0}
+    else:
+        assert set(counts) == {"users", "servers", "configurations"}
+    assert snapshot.size["total_bytes"] > 0 and format_bytes(snapshot.size["total_bytes"]) in html
+    assert snapshot.connection["description"] in html
     assert "No validation has run yet" in html
     assert "nightly" in html and "cron" in html
     assert 'id="backup-now"' in html and 'id="validate-now"' in html
@@ -82,6 +95,24 @@ def test_admin_index_links_to_the_dashboard(admin_client):
     html = admin_client.get("/admin/").content.decode()
     assert f'href="{DASHBOARD}"' in html
     assert "Health dashboard" in html
+    # The app's own page and the sidebar of any admin page too.
+    assert f'href="{DASHBOARD}"' in admin_client.get("/admin/dbtools/").content.decode()
+    assert f'href="{DASHBOARD}"' in admin_client.get("/admin/dbtools/operationlog/").content.decode()
+
+
+def test_the_admin_site_is_a_subclass_not_a_patched_instance():
+    assert isinstance(admin.site, McmanagerAdminSite)
+    assert "get_app_list" not in vars(admin.site._wrapped)  # the class's method, not a patch
+
+
+def test_snapshot_without_the_database(db):
+    refused = DatabaseError("connection refused")
+    with mock.patch.object(connections["default"], "ensure_connection", side_effect=refused):
+        snapshot = build_snapshot()
+        assert snapshot.health.check("connection").status == "unhealthy"
+        assert snapshot.health.check("schema") is None  # not run without the database
+        assert (snapshot.counts, snapshot.size, snapshot.connection, snapshot.operations) == (None, None, None, [])
+        assert snapshot.backups["count"] == 0 and snapshot.trend.points == 0
 
 
 def test_validate_now(admin_client):
@@ -120,8 +151,6 @@ def test_post_needs_csrf(admin_user):
 
 @pytest.mark.django_db(transaction=True)
 def test_back_up_now(settings):
-    from dbtools.backup import list_backups
-
     admin = User.objects.create_superuser("boss", password="correct-horse-battery")
     client = Client()
     client.force_login(admin)

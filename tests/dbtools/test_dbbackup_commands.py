@@ -14,7 +14,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import create_backup, list_backups, read_manifest
+from dbtools.locks import database_lock
 
 from .restore_helpers import data_digest, live_fingerprint, make_data, text_file
 from .restore_helpers import run_command as run
@@ -147,8 +148,6 @@ def test_dbrestore_input_filename_is_a_name_in_the_backup_directory(backup_file)
 
 
 def test_dbrestore_while_a_backup_holds_the_lock_exits_2_at_once(backup_file, manage_py):
-    from dbtools.locks import database_lock
-
     make_data("b")
     before = live_fingerprint()
     with database_lock("default", "backup"):

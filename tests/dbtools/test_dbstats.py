@@ -3,14 +3,18 @@
 import json
 import os
 import re
+import time
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
+from django.utils import timezone
 
 from accounts.models import User
-from dbtools.monitor import collect_stats
+from dbtools.api import DatabaseMonitor
+from dbtools.backups import create_backup, list_backups
+from dbtools.monitoring import collect_stats, render_prometheus
 from servers.models import Configuration, Server
 
 
@@ -22,35 +26,54 @@ def populate() -> None:
     Configuration.objects.create(key="panel.name", value="x", updated_by=alice)
 
 
-def scalar(sql: str, params=()):
+def scalar_row(sql: str, params=()):
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()[0]
+        return cursor.fetchone()
+
+
+def scalar(sql: str, params=()):
+    return scalar_row(sql, params)[0]
 
 
 def test_counts_and_migrations(db):
     populate()
+    t0 = time.perf_counter()
     stats = collect_stats()
+    elapsed_ms = (time.perf_counter() - t0) * 1000
     assert stats.table_counts == {"users": 2, "servers": 7, "configurations": 1}
     assert stats.counts_exact is True
     assert stats.migrations["unapplied"] == 0
     assert stats.migrations["unknown"] == 0
     assert stats.migrations["applied"] == scalar("SELECT COUNT(*) FROM django_migrations")
     perf = stats.performance_metrics
-    # Measured, not made up: numbers of a plausible size (a local server, well under 10 s).
+    # Measured, not made up: each a positive figure in milliseconds, and a part of the time
+    # collect_stats took (a figure in seconds or microseconds, or a constant, would not fit).
     for name in ("round_trip_ms", "indexed_query_ms"):
-        assert isinstance(perf[name], int | float) and 0 <= perf[name] < 10_000, (name, perf[name])
-    assert stats.backup["newest"] is None
+        assert isinstance(perf[name], float) and 0 < perf[name] < elapsed_ms, (name, perf[name], elapsed_ms)
+    assert perf["round_trip_ms"] + perf["indexed_query_ms"] < elapsed_ms
+    assert stats.backup["newest"] is None and stats.backup["count"] == 0
+    assert stats.server_version == ".".join(map(str, connection.get_database_version()))
+
+
+PASSWORD = "s3cret-Pa55word"
 
 
 def test_no_password_in_connection_info(db, monkeypatch):
-    # The test servers need no password, so give the settings one: it must not show.
-    connection.ensure_connection()  # opened with the real settings; the figures reuse it
-    monkeypatch.setitem(connection.settings_dict, "PASSWORD", "s3cret-Pa55word")
+    """The test URLs carry no password, so the connection is given one: no output may show it."""
+    connection.ensure_connection()  # opened with the real settings (the servers want none); reused below
+    monkeypatch.setitem(connection.settings_dict, "PASSWORD", PASSWORD)
+    # The password is there to be leaked: the settings the figures read from carry it.
+    assert PASSWORD in json.dumps(connections["default"].settings_dict, default=str)
     info = collect_stats().connection_info
     text = json.dumps(info)
-    assert "s3cret-Pa55word" not in text and "password" not in text.lower()
+    assert PASSWORD not in text and "password" not in text.lower()
     assert info["vendor"] == connection.vendor
+    assert info["user"] == (connection.settings_dict.get("USER") or "")
+    for args in (["--json"], ["--format", "prometheus"], []):
+        out = StringIO()
+        call_command("dbstats", *args, stdout=out)
+        assert out.getvalue().strip() and PASSWORD not in out.getvalue(), args
 
 
 @pytest.mark.engines("sqlite")
@@ -67,6 +90,7 @@ def test_sqlite_size_is_the_files(db):
     assert size["page_count"] == scalar("PRAGMA page_count")
     assert stats.performance_metrics["free_pages"] == size["free_pages"]
     assert stats.connection_info["server_connections"] is None
+    assert stats.table_sizes is None and stats.connection_info["pool"] is None
 
 
 @pytest.mark.engines("postgresql")
@@ -75,10 +99,18 @@ def test_postgresql_figures(db):
     stats = collect_stats()
     assert abs(stats.database_size["total_bytes"] - scalar("SELECT pg_database_size(current_database())")) < 1024 * 1024
     assert stats.table_sizes["servers_server"] == scalar("SELECT pg_total_relation_size('servers_server')")
-    assert stats.connection_info["server_connections"] >= 1
+    # Only this test's connection uses the test database.
+    assert stats.connection_info["server_connections"] == scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+    )
     ratio = stats.performance_metrics["cache_hit_ratio"]
-    # populate() read and wrote blocks, so the server has a ratio to tell.
+    # populate() read and wrote blocks, so the server has a ratio to tell: the one it tells.
+    hit, read = map(
+        int, scalar_row("SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()")
+    )
     assert ratio is not None and 0 < ratio <= 1
+    assert ratio == pytest.approx(hit / (hit + read), abs=0.02)
+    assert stats.connection_info["pool"] is None  # no pool configured
 
 
 @pytest.mark.engines("mysql")
@@ -93,7 +125,12 @@ def test_mariadb_figures(db):
         "SELECT data_length + index_length FROM information_schema.tables "
         "WHERE table_schema = DATABASE() AND table_name = 'servers_server'"
     )
-    assert stats.connection_info["server_connections"] >= 1
+    # MariaDB counts the connections of the whole server (other clients come and go).
+    before = int(scalar_row("SHOW GLOBAL STATUS LIKE 'Threads_connected'")[1])
+    connections_now = collect_stats().connection_info["server_connections"]
+    after = int(scalar_row("SHOW GLOBAL STATUS LIKE 'Threads_connected'")[1])
+    assert min(before, after) - 5 <= connections_now <= max(before, after) + 5 and connections_now >= 1
+    assert "cache_hit_ratio" not in stats.performance_metrics  # PostgreSQL's figure only
 
 
 def test_command_json_and_text(db):
@@ -132,8 +169,6 @@ def test_command_unreachable(manage_py):
 
 @pytest.mark.django_db(transaction=True)
 def test_newest_backup_age_and_verification():
-    from dbtools.backup import create_backup, list_backups
-
     populate()
     create_backup(actor="tests")
     (info,) = list_backups()
@@ -141,16 +176,17 @@ def test_newest_backup_age_and_verification():
     newest = stats.backup["newest"]
     assert newest["name"] == info.name
     assert newest["verified"] is True and newest["verification_level"] == info.verification_level
-    assert 0 <= newest["age_seconds"] < 600
+    expected_age = (timezone.now() - info.created_at).total_seconds()
+    assert abs(newest["age_seconds"] - expected_age) <= 2, (newest["age_seconds"], expected_age)
+    assert newest["size"] == info.size == info.path.stat().st_size
     assert stats.backup["newest_verified"]["name"] == info.name
-    text = stats.as_prometheus()
+    text = render_prometheus(stats)
+    assert re.search(rf"^mcmanager_backup_newest_age_seconds\{{[^}}]*\}} {newest['age_seconds']}$", text, re.M)
     assert re.search(r"^mcmanager_backup_newest_verified\{[^}]*\} 1$", text, re.M)
     assert re.search(r"^mcmanager_backups\{[^}]*\} 1$", text, re.M)
 
 
 def test_seed_get_database_stats(db):
-    from dbtools.api import DatabaseMonitor
-
     populate()
     stats = DatabaseMonitor().get_database_stats()
     assert stats["table_counts"] == {"users": 2, "servers": 7, "configurations": 1}

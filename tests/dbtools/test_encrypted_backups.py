@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from dbtools.backup import create_backup, list_backups, verify_backup
+from dbtools.backups import create_backup, list_backups, verify_backup
 from dbtools.encryption import AGE_MAGIC
 from dbtools.manifest import read_manifest
 

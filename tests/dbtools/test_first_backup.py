@@ -5,8 +5,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from dbtools.backup import list_backups
-from dbtools.monitor import HEALTHY, health_report
+from dbtools.backups import list_backups
+from dbtools.monitoring import HEALTHY, health_report
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

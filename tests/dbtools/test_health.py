@@ -1,20 +1,26 @@
 """Health verdicts: healthy, no recent backup, orphans, unapplied migrations; /health/ and health_check."""
 
+import dataclasses
 import json
+import shutil
+import time
+from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
+from django.utils import timezone
 
 from accounts.models import User
 from dbtools.api import DatabaseMonitor
-from dbtools.monitor import DEGRADED, HEALTHY, UNHEALTHY, health_report
+from dbtools.backups import create_backup
+from dbtools.formatting import format_bytes
+from dbtools.health import CHECKS as HEALTH_CHECK_CLASSES
+from dbtools.monitoring import CHECKS, DEGRADED, HEALTHY, UNHEALTHY, health_report, registered
 from dbtools.validation import validate_database
 from servers.models import Server
 
 
 def take_backup():
-    from dbtools.backup import create_backup
-
     result = create_backup(actor="tests")
     assert result.verification.ok
     return result
@@ -36,9 +42,9 @@ def test_fresh_database_with_fresh_verified_backup_is_healthy():
     assert seed == {
         "status": "healthy",
         "checks": {
-            "connection_status": {"status": "healthy", "message": report.checks[0].message},
-            "data_integrity": {"status": "healthy", "message": report.checks[1].message},
-            "schema_integrity": {"status": "healthy", "message": report.checks[2].message},
+            "connection_status": {"status": "healthy", "message": report.check("connection").message},
+            "data_integrity": {"status": "healthy", "message": report.check("data_integrity").message},
+            "schema_integrity": {"status": "healthy", "message": report.check("schema").message},
             "performance": {"status": "healthy", "message": seed["checks"]["performance"]["message"]},
         },
         "issues": [],
@@ -60,10 +66,7 @@ def test_no_backup_is_unhealthy(db):
 def test_old_backup_is_unhealthy(settings):
     take_backup()
     settings.MCMANAGER_BACKUP_MAX_AGE_HOURS = 0
-    check = {c.name: c for c in health_report().checks}["backup_freshness"]
     # Any age exceeds a zero-hour limit once a second has passed; a fresh one may be 0 s old.
-    import time
-
     time.sleep(1.1)
     check = {c.name: c for c in health_report().checks}["backup_freshness"]
     assert check.status == UNHEALTHY
@@ -105,8 +108,6 @@ def test_unapplied_migrations_are_unhealthy(db):
 
 
 def test_unknown_migrations_degrade(db):
-    from django.utils import timezone
-
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, %s)",
@@ -116,10 +117,52 @@ def test_unknown_migrations_degrade(db):
 
 
 def test_free_space_threshold(db, settings):
+    free = shutil.disk_usage(settings.MCMANAGER_BACKUP_DIR.parent).free
+    check = health_report().check("free_space")
+    assert check.status == HEALTHY
+    assert check.details["free_bytes"] == pytest.approx(free, rel=0.01)  # other writers on the disk
+    assert check.message == f"{format_bytes(check.details['free_bytes'])} free where backups go"
     settings.MCMANAGER_BACKUP_MIN_FREE_MB = 10**12
-    check = {c.name: c for c in health_report().checks}["free_space"]
+    check = health_report().check("free_space")
     assert check.status == DEGRADED
-    assert "MB free" in check.message
+    assert check.details["min_free_bytes"] == 10**12 * 1024 * 1024
+    assert check.message.endswith(f"free where backups go (want {format_bytes(10**12 * 1024 * 1024)})")
+    assert "TiB" in check.message  # one unit system: IEC, as everywhere
+
+
+def test_the_report_runs_the_registry_in_order_and_names_each_check(db):
+    report = health_report()
+    assert [(c.name, c.title) for c in report.checks] == [(entry.name, entry.title) for entry in CHECKS]
+    assert report.check("schema") is report.checks[2]
+    assert report.check("no-such-check") is None
+
+
+def test_the_health_check_classes_are_made_from_the_registry():
+    assert [(cls.__name__, cls.name, cls.entry) for cls in HEALTH_CHECK_CLASSES] == [
+        (e.class_name, e.name, e) for e in CHECKS
+    ]
+    # What manage.py health_check and the package's pages print for each check.
+    assert repr(HEALTH_CHECK_CLASSES[4]()) == "BackupFreshness(database='default')"
+
+
+def test_without_the_database_only_the_checks_that_need_none_run(db):
+    refused = DatabaseError("connection refused")
+    with mock.patch.object(connections["default"], "ensure_connection", side_effect=refused):
+        report = health_report()
+        assert [c.name for c in report.checks] == ["connection", "backup_freshness", "free_space"]
+        assert report.check("connection").status == UNHEALTHY
+        assert report.check("connection").details == {"error": "connection refused"}
+        assert report.status == UNHEALTHY
+
+
+def test_a_check_whose_database_fails_is_unhealthy_not_a_crash(db):
+    def failing(database):
+        raise DatabaseError("server closed the connection\nunexpectedly")
+
+    result = dataclasses.replace(registered("schema"), function=failing).run()
+    assert (result.name, result.title, result.status) == ("schema", "Schema and migrations", UNHEALTHY)
+    assert result.message == "could not run: the database failed (DatabaseError)"
+    assert result.details == {"error": "server closed the connection"}
 
 
 # --- /health/ and the health_check command -----------------------------------------

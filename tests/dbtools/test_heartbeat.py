@@ -10,6 +10,9 @@ from django.core.checks import run_checks
 
 from dbtools.heartbeat import heartbeat, ping
 
+from .backup_support import closed_port_url
+from .restore_helpers import make_data
+
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's name)
@@ -106,8 +109,6 @@ def _paths(heard) -> list[str]:
 
 @pytest.mark.django_db(transaction=True)
 def test_backup_prune_and_restore_check_ping_start_and_success(manage_py, ping_server):
-    from .restore_helpers import make_data
-
     url, heard = ping_server
     make_data("hb")
     done = manage_py("backup", "-v", "0", env={"MCMANAGER_BACKUP_PING_URL": url})
@@ -129,8 +130,6 @@ def test_backup_prune_and_restore_check_ping_start_and_success(manage_py, ping_s
 
 @pytest.mark.django_db(transaction=True)
 def test_a_backup_of_an_unreachable_database_pings_fail_with_the_reason(manage_py, ping_server, tmp_path):
-    from .backup_support import closed_port_url
-
     url, heard = ping_server
     done = manage_py(
         "backup",

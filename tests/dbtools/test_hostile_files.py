@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from django.db import connection, connections
 
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.engines import get_engine
 
 from .backup_support import closed_port_url, scratch_leftovers

@@ -20,7 +20,7 @@ import zstandard
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.engines.dumpcheck import MariaDBStatementChecker
 from dbtools.engines.mysql import dump_tables, quote
 
@@ -282,7 +282,7 @@ def test_loader_session_has_the_sql_mode_the_checker_assumes():
 def test_table_with_a_backtick_and_other_tables_are_left_out_of_a_restorable_backup():
     """A table that is not one of our models (here named with a backtick) is not dumped:
     a restore refuses such tables, so a backup holding one could never be restored."""
-    from dbtools.backup import list_backups
+    from dbtools.backups import list_backups
 
     make_data("a")
     with connection.cursor() as cursor:

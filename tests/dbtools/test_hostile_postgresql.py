@@ -24,7 +24,7 @@ from django.db import connection
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.engines.pgarchive import UnsafeArchive, check_entries, our_tables, read_head
 
 from .restore_helpers import live_fingerprint, make_data, manifest_path, reseal

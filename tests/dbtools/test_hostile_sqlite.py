@@ -20,7 +20,7 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.models import User
-from dbtools.backup import create_backup, open_dump
+from dbtools.backups import create_backup, open_dump
 from dbtools.models import OperationLog
 
 from .restore_helpers import live_fingerprint, make_data, manifest_path, reseal

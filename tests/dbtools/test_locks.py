@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 
 from dbtools import locks
-from dbtools.backup import list_backups
+from dbtools.backups import list_backups
 from dbtools.errors import CouldNotRun, LockHeld
 from dbtools.locks import database_lock
 
@@ -56,7 +56,7 @@ def test_a_second_backup_through_another_spelling_exits_2_at_once(manage_py, tmp
 
 def test_a_restore_through_another_spelling_exits_2_at_once(manage_py, tmp_path):
     make_data("a")
-    from dbtools.backup import create_backup
+    from dbtools.backups import create_backup
 
     path = create_backup().path
     url = other_spelling(tmp_path)

@@ -129,7 +129,7 @@ def test_postgresql_rebuilds_an_invalid_index():
 
 @pytest.mark.engines("sqlite")
 def test_dbstats_and_health_recommend_maintain_only_when_it_pays():
-    from dbtools.monitor import check_performance
+    from dbtools.monitoring import check_performance
 
     make_data("a")
     run_maintain("--vacuum")  # earlier tests' deleted rows left free pages in the test database

@@ -15,10 +15,10 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.errors import VerificationFailed
 from dbtools.manifest import MAX_MANIFEST_BYTES, manifest_path, manifest_problem, read_manifest
-from dbtools.monitor import backup_state
+from dbtools.monitoring import backup_state
 
 from .restore_helpers import edit_manifest, live_fingerprint, make_data
 from .restore_helpers import run_command as run

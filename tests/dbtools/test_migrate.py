@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from dbtools.backup import list_backups
+from dbtools.backups import list_backups
 from dbtools.models import OperationLog
 
 from .backup_support import empty_database_url

@@ -18,17 +18,17 @@ from pathlib import Path
 import boto3
 import pytest
 from django.core.management import CommandError, call_command
+from pyrage import x25519
 
-from dbtools import offsite
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import RetentionPolicy, create_backup, list_backups, offsite, read_manifest
 from dbtools.models import OperationLog
-from dbtools.monitor import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
-from dbtools.retention import RetentionPolicy
+from dbtools.monitoring import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
 
-from ..conftest import signing_env
+from ..conftest import database_url_for, signing_env
 from .backup_support import empty_database_url
 from .offsite_support import s3_env
 from .restore_helpers import data_digest, live_fingerprint, make_data
+from .test_heartbeat import _Recorder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -419,8 +419,6 @@ def manage(instance: Path, database_url: str, server, *args, extra: dict | None 
 
 
 def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
-    from tests.conftest import database_url_for
-
     make_data("a")
     expected = data_digest()
     first, second = tmp_path / "machine1", tmp_path / "machine2"
@@ -454,12 +452,6 @@ def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
 def test_encrypted_offsite_backup_restores_on_a_new_machine_and_the_monitor_saw_every_run(store, tmp_path):
     """Issue 17's whole story: a backup made on one machine lands encrypted in the bucket,
     a new machine with only the documented environment restores it, a heartbeat for each run."""
-    import boto3
-    from pyrage import x25519
-
-    from tests.conftest import database_url_for
-
-    from .test_heartbeat import _Recorder
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.heard = []

@@ -5,9 +5,10 @@ import os
 
 import boto3
 import pytest
+from django.core.checks import run_checks
 
+from dbtools.backups import OffsiteStore, parse_url
 from dbtools.errors import BackupFailed, CouldNotRun, VerificationFailed
-from dbtools.offsite import OffsiteStore, parse_url
 
 
 def _backup(tmp_path, name="db-20261129-010203.sqlite3.zst", size=20 << 20):
@@ -107,8 +108,6 @@ def test_a_missing_bucket_and_missing_credentials(tmp_path, s3_server, monkeypat
     ],
 )
 def test_settings_are_checked(settings, monkeypatch, setting, value, env, error):
-    from django.core.checks import run_checks
-
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
     for name, v in env.items():

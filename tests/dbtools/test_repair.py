@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
-from dbtools.backup import list_backups, read_manifest
+from dbtools.backups import list_backups, read_manifest
 from dbtools.models import OperationLog
 from servers.models import Configuration, Server
 

@@ -5,6 +5,7 @@ database, committed (``transactional_db``) so subprocesses see it.
 """
 
 import json
+import os
 import subprocess
 from io import StringIO
 from pathlib import Path
@@ -15,11 +16,13 @@ from django.db import connection, connections
 from django.db.migrations.recorder import MigrationRecorder
 
 from accounts.models import User
-from dbtools import restore as restore_module
 from dbtools.api import DatabaseBackup
-from dbtools.backup import create_backup, list_backups, read_manifest
+from dbtools.backups import create_backup, list_backups, read_manifest
+from dbtools.engines import ENGINES
 from dbtools.errors import RestoreRefused
 from dbtools.models import OperationLog
+from dbtools.restore import check_restore, restore_backup
+from dbtools.schema_state import pending_migrations
 from servers.models import Server
 
 from .restore_helpers import (
@@ -149,6 +152,21 @@ def test_flask_era_database_is_refused(elsewhere, force):
     assert_refused([str(old), "--noinput"], "python manage.py import_legacy mcmanager.db")
 
 
+def test_only_sqlite_reads_tables_from_a_file_and_only_from_a_database_file(elsewhere):
+    """Engine.tables_in_file, which tells a Flask-era file whatever the live engine: the
+    tables of an SQLite file; None for anything else, and from the server engines."""
+    old = flask_era_sqlite(elsewhere)
+    assert {cls.vendor: cls.tables_in_file(old) for cls in ENGINES} == {
+        "sqlite": {"user", "server", "configuration"},
+        "postgresql": None,
+        "mysql": None,
+    }
+    fifo = elsewhere / "pipe.sqlite3"
+    os.mkfifo(fifo)
+    for other in (text_file(elsewhere, "notes.sqlite3"), fifo, elsewhere, elsewhere / "missing.sqlite3"):
+        assert [cls.tables_in_file(other) for cls in ENGINES] == [None, None, None], other
+
+
 def test_manifestless_copy_is_refused_without_force(backup_file, elsewhere):
     copy = elsewhere / backup_file.name
     copy.write_bytes(backup_file.read_bytes())
@@ -208,7 +226,9 @@ def test_restore_without_noinput_asks_first(backup_file, manage_py):
     done = manage_py("restore", str(backup_file), "--json", input="yes\n", timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Restore will REPLACE database 'default'" in done.stderr
-    assert json.loads(done.stdout)["ok"] is True
+    restored = json.loads(done.stdout)
+    assert restored["ok"] is True
+    assert isinstance(restored["duration_ms"], int) and restored["duration_ms"] > 0
     assert not User.objects.filter(username__startswith="b_").exists()
 
 
@@ -311,14 +331,14 @@ def test_older_backup_restores_and_its_pending_migrations_are_applied():
     digest_a = data_digest()
     make_data("b", users=1)
     # --check applies the pending migrations to its scratch copy too.
-    checked = restore_module.check_restore(str(path))
+    checked = check_restore(str(path))
     assert checked.ok, checked.reason
     assert any(name.startswith(f"{app}.") for name in checked.pending_migrations)
     assert "migrations apply" in {c.name for c in checked.checks}
     code, out, err = run_restore(str(path), "--noinput")
     assert code == 0, err
     assert data_digest() == digest_a
-    assert restore_module.pending_migrations("default") == []
+    assert pending_migrations("default") == []
     assert "migrations applied" in out and f"{app}." in out
     # The operations log table came back with the migration, and holds the old entries.
     assert OperationLog.objects.filter(operation="restore").exists()
@@ -329,7 +349,7 @@ def test_no_migrate_leaves_pending_migrations():
     app, path = _backup_one_migration_back()
     code, out, err = run_restore(str(path), "--noinput", "--no-migrate", "--no-safety-backup")
     assert code == 0, err
-    assert restore_module.pending_migrations("default") != []
+    assert pending_migrations("default") != []
     call_command("migrate", verbosity=0, **_no_backup_option())
 
 
@@ -377,6 +397,7 @@ def test_check_json_and_quiet(backup_file):
     result = json.loads(out.getvalue())
     assert result["ok"] is True
     assert result["row_counts"]["accounts_user"] == 3
+    assert isinstance(result["duration_ms"], int) and "duration_s" not in result
     assert {c["name"] for c in result["checks"]} >= {"manifest", "checksum", "structure", "row counts"}
     out = StringIO()
     call_command("restore", "--check", str(backup_file), "-v", "0", stdout=out)
@@ -384,7 +405,7 @@ def test_check_json_and_quiet(backup_file):
 
 
 def test_check_service_reports_the_failing_check(backup_file, elsewhere):
-    result = restore_module.check_restore(str(truncated_copy(backup_file, elsewhere, 100)))
+    result = check_restore(str(truncated_copy(backup_file, elsewhere, 100)))
     assert result.ok is False
     assert result.checks[-1].ok is False
     assert "failed verification" in result.reason
@@ -393,7 +414,7 @@ def test_check_service_reports_the_failing_check(backup_file, elsewhere):
 def test_refusal_raises_the_precise_exception(elsewhere):
     make_data("a", users=1)
     with pytest.raises(RestoreRefused, match="Flask-era"):
-        restore_module.restore_backup(str(flask_era_sqlite(elsewhere)))
+        restore_backup(str(flask_era_sqlite(elsewhere)))
     connections.close_all()
 
 
@@ -411,7 +432,7 @@ def test_restore_reports_what_validate_finds_in_the_restored_data(elsewhere):
     Server.objects.filter(pk__in=[s.pk for s in clash]).update(status="Stopped")
     StoredReport.objects.all().delete()
 
-    result = restore_module.restore_backup(str(backup))
+    result = restore_backup(str(backup))
     assert result.validation_ok is False
     problems = result.validation["problems"]["data_inconsistencies"]
     assert [(p["rule"], p["count"], p["sample_ids"]) for p in problems] == [
@@ -451,7 +472,7 @@ def test_sqlite_backup_with_another_page_size_restores(elsewhere):
     make_data("b")
     assert data_digest() != digest_a
 
-    result = restore_module.restore_backup(str(odd), force=True)
+    result = restore_backup(str(odd), force=True)
     assert data_digest() == digest_a
     assert result.validation_ok is True
     with connection.cursor() as cursor:

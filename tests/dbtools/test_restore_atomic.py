@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 
 from ..conftest import database_url_for, signing_env
 from .restore_helpers import data_digest, make_data
@@ -258,7 +258,7 @@ def test_sigkill_in_the_middle_of_a_large_sqlite_swap(delay):
     it or just after, and the file is whole either way."""
     import time
 
-    from bench.datagen import generate
+    from dbtools.demo.generator import generate
 
     generate(users=2000, servers=60000, configs=10)
     path = Path(create_backup(reason="manual").path)

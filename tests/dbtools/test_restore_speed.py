@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.manifest import manifest_path
 from dbtools.models import OperationLog
 from dbtools.restore import restore_backup

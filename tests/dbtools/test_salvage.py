@@ -17,7 +17,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 
-from dbtools.backup import create_backup
+from dbtools.backups import create_backup
 from dbtools.models import OperationLog
 from dbtools.salvage import iter_set_aside
 

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from accounts.models import User
-from dbtools.backup import create_backup, list_backups, verify_backup
+from dbtools.backups import create_backup, list_backups, verify_backup
 from dbtools.errors import CouldNotRun
 from dbtools.manifest import manifest_path, read_manifest
 from dbtools.signing import signing_key
@@ -294,7 +294,7 @@ def test_list_shows_which_backups_are_signed(backup_file, settings):
 
 @pytest.mark.engines("sqlite")
 def test_health_counts_only_signed_backups(backup_file, settings):
-    from dbtools.monitor import UNHEALTHY, check_backup_freshness
+    from dbtools.monitoring import UNHEALTHY, check_backup_freshness
 
     unsign(backup_file)
     check = check_backup_freshness()

@@ -7,11 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 
 from accounts.models import User
 from dbtools import trends
-from dbtools.backup import create_backup, list_backups
+from dbtools.backups import create_backup, list_backups
 from dbtools.manifest import BackupManifest, manifest_path, write_manifest
 from dbtools.models import OperationLog
 
@@ -82,7 +83,7 @@ def test_dashboard_shows_the_chart(client):
 @pytest.mark.browser
 @pytest.mark.engines("sqlite")
 def test_chart_in_the_browser(chromium_path, live_server):
-    from django.db import connections
+    # Playwright is a development dependency only the browser tests need: imported when one runs.
     from playwright.sync_api import sync_playwright
 
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -6,17 +6,24 @@ inside the test's transaction; MariaDB: foreign_key_checks and check_constraint_
 off), then each problem must be reported with its count and sample ids.
 """
 
+import json
+import os
+import sqlite3
 from contextlib import contextmanager
 from datetime import timedelta
+from io import StringIO
 
 import pytest
-from django.db import connection, models, transaction
+from django.core.management import CommandError, call_command
+from django.db import connection, connections, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from dbtools.api import DatabaseValidator
+from dbtools.engines import get_engine
 from dbtools.models import OperationLog, StoredReport
-from dbtools.validation import DATA_CATEGORIES, SCHEMA_CATEGORIES, run_validation, validate_database
+from dbtools.validation import DATA_CATEGORIES, SCHEMA_CATEGORIES, run_validation, runner, validate_database
 from servers.models import Configuration, Server
 
 
@@ -318,8 +325,6 @@ def test_command_exit_codes(manage_py):
     b = make_server("b-srv", alice, status="Running", port=25570)
     done = manage_py("validate", "--json")
     assert done.returncode == 1, done.stderr
-    import json
-
     report = json.loads(done.stdout)
     assert report["ok"] is False
     (problem,) = report["problems"]["data_inconsistencies"]
@@ -346,8 +351,6 @@ def test_command_cannot_run(manage_py):
 
 @pytest.mark.engines("sqlite")
 def test_sqlite_deep_runs_integrity_check(db, monkeypatch):
-    from dbtools.engines import get_engine
-
     ran = []
     engine_class = type(get_engine())
     real = engine_class.integrity_problems
@@ -366,8 +369,6 @@ def test_sqlite_deep_runs_integrity_check(db, monkeypatch):
 @pytest.mark.engines("sqlite")
 def test_sqlite_damaged_index_is_found(manage_py, tmp_path):
     """An index that no longer matches its table: quick_check misses it, integrity_check (--deep) finds it."""
-    import sqlite3
-
     alice = make_user("alice")
     for i in range(5):
         make_server(f"srv{i}", alice, port=30000 + i)
@@ -385,8 +386,6 @@ def test_sqlite_damaged_index_is_found(manage_py, tmp_path):
     raw.execute("UPDATE sqlite_master SET sql = replace(sql, '(\"port\")', '(\"memory_mb\")') WHERE name = ?", [index])
     raw.commit()
     raw.close()
-    import json
-
     done = manage_py("validate", "--schema-only", "--json", env={"DATABASE_URL": f"sqlite:///{copy}"})
     # The port index looks gone (it says memory_mb); quick_check does not compare index entries.
     assert done.returncode == 1, done.stderr
@@ -420,8 +419,6 @@ def test_mariadb_missing_index_and_check(manage_py):
 
 
 def test_seed_validator_names(planted):
-    from dbtools.api import DatabaseValidator
-
     alice = make_user("alice")
     srv = make_server("srv", alice)
     with constraints_off():
@@ -435,10 +432,6 @@ def test_seed_validator_names(planted):
 
 
 def test_unknown_alias_cannot_run(db):
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
     with pytest.raises(CommandError) as caught:
         call_command("validate", "--database", "nope", stdout=StringIO())
     assert caught.value.returncode == 2
@@ -474,8 +467,6 @@ def _signature(report):
 def test_parallel_run_finds_what_the_serial_run_finds(monkeypatch):
     """Committed bad rows: two workers (a table's scan split in two by primary key) report
     exactly what one worker reports, counts added up across the halves."""
-    from dbtools import validation
-
     alice = make_user("alice")
     servers = [make_server(f"srv{i}", alice, port=30000 + i) for i in range(40)]
     first, last = servers[0].pk, servers[-1].pk
@@ -484,8 +475,8 @@ def test_parallel_run_finds_what_the_serial_run_finds(monkeypatch):
     future = timezone.now() + timedelta(days=3)
     Server.objects.filter(pk__in=[first, last]).update(created_at=future)
     Server.objects.filter(pk__in=[servers[5].pk, servers[6].pk]).update(status="Running", port=31000)
-    monkeypatch.setattr(validation, "SPLIT_SCAN_ROWS", 10)
-    assert len(validation._pk_slices(Server, "default", 2)) == 2
+    monkeypatch.setattr(runner, "SPLIT_SCAN_ROWS", 10)
+    assert len(runner._pk_slices(Server, get_engine("default"), 2)) == 2
     try:
         serial = run_validation(workers=1)
         parallel = run_validation(workers=2)
@@ -503,8 +494,6 @@ def test_sqlite_validation_reads_without_taking_the_write_lock():
     """Another connection holds SQLite's write lock (a panel request mid-write): validate
     still runs at once. A read wrapped in Django's BEGIN IMMEDIATE would wait for the
     busy timeout and fail with 'database is locked'."""
-    import sqlite3
-
     make_user("alice")
     writer = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None, timeout=0)
     writer.execute("BEGIN IMMEDIATE")
@@ -597,10 +586,6 @@ FOREIGN_OBJECTS = {
 
 @pytest.mark.django_db(transaction=True)
 def test_triggers_views_and_routines_the_migrations_did_not_create_are_reported(vendor):
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
     assert not [p for p in run_validation(data=False).problems if p.rule == "foreign_schema_object"]
     create, drop = FOREIGN_OBJECTS[vendor]
     try:
@@ -631,3 +616,29 @@ def test_triggers_views_and_routines_the_migrations_did_not_create_are_reported(
     finally:
         for statement in drop:
             execute(statement)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_side_by_side_where_other_connections_see_the_database():
+    """A file or a server is seen by every connection: one worker per core, up to four."""
+    engine = get_engine()
+    assert engine.shared_between_connections()
+    assert runner._worker_count(engine, None) == max(1, min(runner.MAX_WORKERS, os.cpu_count() or 1))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.engines("sqlite")
+def test_sqlite_in_memory_database_runs_on_one_connection():
+    """SQLite's in-memory database is private to its connection: one worker, and it still validates."""
+    base = connections["default"]
+    memory = base.__class__(dict(base.settings_dict, NAME=":memory:"), alias="in_memory")
+    connections["in_memory"] = memory
+    try:
+        engine = get_engine("in_memory")
+        assert not engine.shared_between_connections()
+        assert runner._worker_count(engine, None) == 1
+        report = run_validation("in_memory")
+        assert {p.category for p in report.problems} == {"missing_tables", "unapplied_migrations"}
+    finally:
+        del connections["in_memory"]
+        memory.close()

@@ -9,12 +9,20 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import COMPRESSIONS, VERIFY_LEVELS, create_backup, verify_backup
+from dbtools.backups import (
+    COMPRESSIONS,
+    VERIFY_LEVELS,
+    RetentionPolicy,
+    create_backup,
+    list_everywhere,
+    prune_backups,
+    sync_backups,
+    verify_backup,
+)
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import BackupFailed, DbtoolsError
+from dbtools.formatting import format_bytes
 from dbtools.heartbeat import heartbeat
-from dbtools.offsite import list_everywhere, sync_backups
-from dbtools.retention import RetentionPolicy, prune_backups
 
 
 def _count(value: str) -> int:
@@ -22,14 +30,6 @@ def _count(value: str) -> int:
     if n < 0:
         raise ValueError(value)
     return n
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 class Command(BaseCommand):
@@ -141,8 +141,8 @@ class Command(BaseCommand):
         if options["verbosity"] >= 2:
             m = result.manifest
             self.stdout.write(
-                f"{_size(m.size)}, {sum(m.row_counts.values())} rows in {len(m.row_counts)} tables, "
-                f"sha256 {m.sha256}, {result.duration:.2f} s"
+                f"{format_bytes(m.size)}, {sum(m.row_counts.values())} rows in {len(m.row_counts)} tables, "
+                f"sha256 {m.sha256}, {result.duration_ms / 1000:.2f} s"
             )
             for check in result.verification.checks:
                 self.stdout.write(f"  ok  {check.name}: {check.detail}")
@@ -167,7 +167,7 @@ class Command(BaseCommand):
             signed = {True: "signed", False: "UNSIGNED", None: "-"}[info.signed]
             where = "both" if len(info.locations) == 2 else info.locations[0]
             self.stdout.write(
-                f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {_size(info.size):>9}  {where:<7}  "
+                f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {format_bytes(info.size):>10}  {where:<7}  "
                 f"{info.engine or '-':<10} {info.reason or '-':<12} {signed:<9} {status}"
                 + (f"  schema {info.schema}" if info.schema else "")
                 + (f"  ({info.signature})" if info.signed is False else "")

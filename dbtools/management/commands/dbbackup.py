@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from dbtools.retention import RetentionPolicy
+from dbtools.backups import RetentionPolicy
 
 from . import backup
 

@@ -9,7 +9,7 @@ atomic swap, validation. django-dbbackup's common options are accepted; the othe
 from django.core.management.base import CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import backup_directory
+from dbtools.backups import backup_directory
 
 from . import restore
 

@@ -7,18 +7,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
-from dbtools.monitor import collect_stats
-
-
-def human_bytes(n) -> str:
-    if n is None:
-        return "n/a"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
+from dbtools.formatting import format_bytes, human_age
+from dbtools.monitoring import collect_stats, render_prometheus
 
 
 class Command(BaseCommand):
@@ -44,7 +34,7 @@ class Command(BaseCommand):
         if fmt == "json":
             self.stdout.write(json.dumps(stats.as_dict(), indent=2))
         elif fmt == "prometheus":
-            self.stdout.write(stats.as_prometheus(), ending="")
+            self.stdout.write(render_prometheus(stats), ending="")
         else:
             self.print_text(stats)
 
@@ -57,12 +47,12 @@ class Command(BaseCommand):
             + ", ".join(f"{key} {'(no table)' if n is None else f'{n:,}'}" for key, n in stats.table_counts.items())
         )
         size = stats.database_size
-        line = f"Size:      {human_bytes(size.get('total_bytes'))}"
+        line = f"Size:      {format_bytes(size.get('total_bytes'))}"
         if "wal_bytes" in size:
-            line += f" (file {human_bytes(size['file_bytes'])}, WAL {human_bytes(size['wal_bytes'])})"
+            line += f" (file {format_bytes(size['file_bytes'])}, WAL {format_bytes(size['wal_bytes'])})"
         w(line)
         if stats.table_sizes:
-            w("Tables:    " + ", ".join(f"{t} {human_bytes(n)}" for t, n in sorted(stats.table_sizes.items())))
+            w("Tables:    " + ", ".join(f"{t} {format_bytes(n)}" for t, n in sorted(stats.table_sizes.items())))
         conns = info.get("server_connections")
         w(
             f"Connect:   CONN_MAX_AGE={info['conn_max_age']}"
@@ -87,7 +77,7 @@ class Command(BaseCommand):
         newest = stats.backup.get("newest")
         if newest:
             verified = {True: "verified", False: "FAILED verification", None: "not verified"}[newest["verified"]]
-            w(f"Backup:    {newest['name']}, {newest['age_hours']:.1f} h old, {verified}")
+            w(f"Backup:    {newest['name']}, {human_age(newest['age_seconds'])} old, {verified}")
         else:
             w(self.style.WARNING("Backup:    none"))
         for entry in stats.backup.get("bad") or []:

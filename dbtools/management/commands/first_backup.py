@@ -8,7 +8,7 @@ backup of this database already there it does nothing, so running it again costs
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from dbtools.backup import create_backup, latest_verified_backup
+from dbtools.backups import create_backup, latest_verified_backup
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
 

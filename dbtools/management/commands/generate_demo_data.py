@@ -7,8 +7,10 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from bench.datagen import GenerationError, generate
+from dbtools.demo.generator import generate
+from dbtools.demo.result import GenerationError
 from dbtools.errors import CouldNotRun, DbtoolsError
+from dbtools.formatting import first_line
 
 
 class Command(BaseCommand):
@@ -42,8 +44,9 @@ class Command(BaseCommand):
         except GenerationError as exc:
             raise CommandError(str(exc), returncode=CouldNotRun.exit_code) from None
         except DatabaseError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CommandError(f"could not add the demo data: {first}", returncode=DbtoolsError.exit_code) from None
+            raise CommandError(
+                f"could not add the demo data: {first_line(exc)}", returncode=DbtoolsError.exit_code
+            ) from None
         finally:
             if progress:
                 progress.finish()
@@ -55,7 +58,7 @@ class Command(BaseCommand):
                     f"Added {result.users:,} users, {result.servers:,} servers "
                     f"({result.active_servers:,} running or starting) and {result.configs:,} "
                     f"configuration entries to {result.database!r} ({result.vendor}) in "
-                    f"{result.duration:.1f} s, {result.rows_per_second:,.0f} rows/s, seed {result.seed}."
+                    f"{result.duration_ms / 1000:.1f} s, {result.rows_per_second:,.0f} rows/s, seed {result.seed}."
                 )
             )
 

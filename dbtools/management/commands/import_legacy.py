@@ -14,6 +14,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from dbtools.checks import OPERATIONS_CHECKS
 from dbtools.errors import DbtoolsError
+from dbtools.formatting import format_duration
 from dbtools.legacy import LEGACY_TABLES, ImportRefused, import_legacy
 
 
@@ -89,7 +90,11 @@ class Command(BaseCommand):
         if report.report_file:
             out(f"Report: {report.report_file}")
         if report.written:
-            out(self.style.SUCCESS(f"Imported {sum(report.imported.values()):,} rows in {report.duration:.1f} s."))
+            out(
+                self.style.SUCCESS(
+                    f"Imported {sum(report.imported.values()):,} rows in {format_duration(report.duration_ms)}."
+                )
+            )
 
 
 class _Progress:

@@ -9,7 +9,7 @@ backup stops the command before anything changes (exit 1, or 2 when it could not
 from django.core.management.base import CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
 
-from dbtools.backup import pre_migrate_backup
+from dbtools.backups import pre_migrate_backup
 from dbtools.errors import DbtoolsError
 from dbtools.oplog import record_operation
 

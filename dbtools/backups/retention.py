@@ -14,6 +14,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from ..manifest import manifest_path
+from ..oplog import record_operation
+from .catalogue import database_key, list_backups
+from .offsite import delete_offsite_copies
+
 
 @dataclass
 class RetentionPolicy:
@@ -58,7 +63,7 @@ class PruneResult:
     kept: dict[str, list[str]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)
-    offsite_deleted: list[str] = field(default_factory=list)  # their offsite copies (dbtools.offsite)
+    offsite_deleted: list[str] = field(default_factory=list)  # their offsite copies (backups.offsite)
     offsite_error: str = ""
 
     def as_dict(self) -> dict:
@@ -110,16 +115,13 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
     """Delete the verified, signed backups (with their manifests) that ``policy`` does not keep.
 
     Backups are grouped by the database they are of (engine and database, not the alias:
-    backup.database_key), so two databases sharing a directory are each pruned on their
+    catalogue.database_key), so two databases sharing a directory are each pruned on their
     own. Every prune that deletes is in the operations log. Unverified or unsigned backups, bad entries,
     files that are not our backups, and everything when the policy is empty are left
     alone. A file that cannot be deleted is reported in ``ignored``, not raised. With an
     offsite store, the copies of the deleted backups are deleted there too (only those:
     the same policy in both places; the store's failure is ``offsite_error``, not raised).
     """
-    from .backup import database_key, list_backups
-    from .manifest import manifest_path
-
     result = PruneResult(policy=policy, dry_run=dry_run)
     groups: dict[tuple, list] = defaultdict(list)
     for info in list_backups(directory):
@@ -146,8 +148,6 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
                     continue
             result.deleted.append(info.name)
     if not dry_run:
-        from .offsite import delete_offsite_copies
-
         result.offsite_deleted, result.offsite_error = delete_offsite_copies(result.deleted)
         if result.deleted:
             _log_prune(result)
@@ -157,8 +157,6 @@ def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False
 def _log_prune(result: PruneResult) -> None:
     """One operations-log entry per prune that deleted anything: which files, and the policy
     that let them go (what it kept, and why)."""
-    from .oplog import record_operation
-
     with record_operation("prune") as record:
         record.message = f"deleted {len(result.deleted)} backup(s): {', '.join(result.deleted[:10])}"
         record.details = {

@@ -1,4 +1,4 @@
-"""The demo data generator: exact counts, every rule respected, reproducible by seed."""
+"""The demo data generator (dbtools.demo): exact counts, every rule respected, reproducible by seed."""
 
 import datetime as dt
 import json
@@ -12,18 +12,12 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
-from bench.datagen import (
-    LEHMER_MODULUS,
-    LEHMER_MULTIPLIER,
-    SERVER_FIELDS,
-    GenerationError,
-    _batches,
-    _Clock,
-    _lehmer_at,
-    _lehmer_sql,
-    _Writer,
-    generate,
-)
+from dbtools.demo.clock import Clock
+from dbtools.demo.generator import generate
+from dbtools.demo.result import GenerationError
+from dbtools.demo.spec import SERVER_FIELDS, batches
+from dbtools.demo.writer import BulkWriter
+from dbtools.engines.sqlite_demo import LEHMER_MODULUS, LEHMER_MULTIPLIER, _lehmer_at, _lehmer_sql
 from servers.models import Configuration, Server
 
 NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
@@ -170,7 +164,7 @@ def test_sqlite_rows_loaded_without_per_row_checks_are_checked_before_commit():
     bad = [
         (1, "port-80-server", owner.pk, 80, 2048, "Stopped", "survival", "normal", "1.21.4", "", "", 20, False, True)
     ]
-    writer = _Writer("default")
+    writer = BulkWriter("default")
     with writer.fast_mode(), pytest.raises(GenerationError, match="CHECK constraint"), transaction.atomic():
         writer.write(Server, SERVER_FIELDS, [(*bad[0], stamp, stamp)])
         writer.verify(Server, 1, 1)
@@ -186,7 +180,7 @@ def test_sqlite_rows_pointing_to_a_missing_owner_are_caught_before_commit():
     owner = User.objects.create_user("owner_one")
     stamp = "2026-01-01 00:00:00"
     row = (1, "orphan-server", owner.pk + 1000, 25565, 2048, "Stopped", "survival", "normal", "1.21.4", "", "", 20)
-    writer = _Writer("default")
+    writer = BulkWriter("default")
     with writer.fast_mode(), pytest.raises(GenerationError, match=r"foreign key \(ids \[1\]\)"), transaction.atomic():
         writer.write(Server, SERVER_FIELDS, [(*row, False, True, stamp, stamp)])
         writer.verify(Server, 1, 1)
@@ -310,22 +304,22 @@ def test_lehmer_rows_are_the_generator_stepped_once_per_id(start, total, first, 
 
 
 def test_batches_cover_the_total_with_a_small_first_one():
-    assert list(_batches(10, 4)) == [(0, 4), (4, 4), (8, 2)]
-    assert list(_batches(10, 4, first=1)) == [(0, 1), (1, 4), (5, 4), (9, 1)]
-    assert list(_batches(3, 4, first=10)) == [(0, 3)]
-    assert list(_batches(0, 4, first=1)) == []
+    assert list(batches(10, 4)) == [(0, 4), (4, 4), (8, 2)]
+    assert list(batches(10, 4, first=1)) == [(0, 1), (1, 4), (5, 4), (9, 1)]
+    assert list(batches(3, 4, first=10)) == [(0, 3)]
+    assert list(batches(0, 4, first=1)) == []
 
 
 def test_clock_formats_timestamps_before_the_anchor():
-    clock = _Clock(dt.datetime(2026, 6, 1, 12, 30, 5), "")
+    clock = Clock(dt.datetime(2026, 6, 1, 12, 30, 5), "")
     assert clock.ago(0) == "2026-06-01 12:30:05"
     assert clock.ago(3600 * 12 + 30 * 60 + 6) == "2026-05-31 23:59:59"
-    assert _Clock(dt.datetime(2026, 6, 1), "+00").ago(1) == "2026-05-31 23:59:59+00"
+    assert Clock(dt.datetime(2026, 6, 1), "+00").ago(1) == "2026-05-31 23:59:59+00"
 
 
 def test_clock_formats_the_same_with_and_without_its_tables():
     for suffix in ("", "+00"):
-        clock = _Clock(dt.datetime(2026, 3, 29, 1, 2, 3), suffix)
+        clock = Clock(dt.datetime(2026, 3, 29, 1, 2, 3), suffix)
         for seconds in (0, 1, 3723, 86399, 86400, 86401, 90 * 86400 + 17, clock.span - 1):
             assert clock.ago_once(seconds) == clock.ago(seconds)
 
