@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1:8000
 
-.PHONY: run test venv lint bench bench-import demo clean
+.PHONY: run test venv lint bench bench-restore bench-import demo clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: venv
 	$(BIN)/python bench/run.py $(ARGS)
 	$(BIN)/python bench/restore.py $(RESTORE_ARGS)
 	$(BIN)/python bench/import_legacy.py $(IMPORT_ARGS)
+
+## bench-restore: restore against the engines' tools alone (ARGS: see bench/restore.py --help)
+bench-restore: venv
+	$(BIN)/python bench/restore.py $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

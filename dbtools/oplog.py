@@ -69,6 +69,17 @@ def record_operation(
 
 
 @contextmanager
+def deferred_operation(
+    entries: list, operation: str, *, database: str = DEFAULT_DB_ALIAS, actor: str | None = None
+) -> Iterator[OperationRecord]:
+    """Like record_operation, but the entry is appended to ``entries`` as (record, started,
+    seconds) instead of written: the caller writes it with ``write_entry`` once it may touch
+    the live database (restore's safety backup, taken while the backup loads), or drops it."""
+    with _timed(operation, database, actor, lambda r, t, s: entries.append((r, t, s))) as record:
+        yield record
+
+
+@contextmanager
 def _timed(operation: str, database: str, actor: str | None, write) -> Iterator[OperationRecord]:
     """An OperationRecord for the block; ``write(record, started, seconds)`` when it ends."""
     record = OperationRecord(operation=operation, database=database, actor=actor or os_user())

@@ -85,6 +85,7 @@ def create_backup(
     retention: RetentionPolicy | None = None,
     check_rows: bool = True,
     offsite: bool = True,
+    log=record_operation,
 ) -> BackupResult:
     """Write a verified backup of ``database`` into the backup directory and return where it is.
 
@@ -98,6 +99,8 @@ def create_backup(
     With MCMANAGER_OFFSITE_URL set (and ``offsite``), the backup and its manifest are then
     uploaded and read back; a failed upload does not raise (the local backup is good): the
     result's ``offsite`` and the operations log say it, and the caller decides.
+    ``log`` writes the operations-log entry (restore's safety backup, taken while the backup
+    loads, passes ``oplog.deferred_operation`` to write it only once the restore goes ahead).
     """
     compression = compress or settings.MCMANAGER_BACKUP_COMPRESSION
     if compression not in COMPRESSIONS:
@@ -109,7 +112,7 @@ def create_backup(
     engine = get_engine(database)
     engine.check_connection()  # before the log: an unreachable database cannot log anything
     started = time.monotonic()
-    with record_operation("backup", database=database, actor=actor) as record:
+    with log("backup", database=database, actor=actor) as record:
         record.details["reason"] = reason
         _prepare_directory(directory)
         # The key before the dump: a backup that cannot be signed is not started.

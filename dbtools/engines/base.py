@@ -407,3 +407,19 @@ class Engine(ABC):
     @abstractmethod
     def drop_database(self, name: str | None = None) -> None:
         """Drop the database ``name`` (default: this alias's) if it exists, whoever is connected."""
+
+    # --- restore speed (issue 16: restore as fast as the engine's tools) ----
+
+    # Whether restore validates the scratch, while prepare_swap() runs, instead of the live
+    # database after the swap: for engines whose swap_in() moves the scratch whole, its
+    # content unchanged, under the live name (PostgreSQL, MariaDB). The report is stored
+    # as the live database's, as with scratch_readable_during_swap.
+    validate_scratch_before_swap = False
+
+    def finish_swap(self) -> None:
+        """Wait for what swap_in() left running in the background: dropping the replaced
+        database (PostgreSQL, MariaDB), which is off the restore's critical path (it runs
+        while the restored database is validated). Called once the restore is done; raises
+        nothing (a replaced database left behind is dropped by the next restore's
+        drop_swap_leftovers)."""
+        return None

@@ -24,6 +24,10 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+from django.apps import apps
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.operations import AlterModelTable, CreateModel
+
 from ..errors import VerificationFailed
 
 MAX_HEAD = 64 << 20  # our TOCs are a few tens of KB
@@ -571,9 +575,6 @@ def _refusal(entry: TocEntry, why: str) -> UnsafeArchive:
 
 def our_tables() -> set[str]:
     """The tables mcmanager's models have or had: today's models and every CreateModel of the migrations."""
-    from django.apps import apps
-    from django.db.migrations.loader import MigrationLoader
-    from django.db.migrations.operations import AlterModelTable, CreateModel
 
     tables = {model._meta.db_table for model in apps.get_models(include_auto_created=True)}
     tables.add("django_migrations")

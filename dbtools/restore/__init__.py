@@ -10,12 +10,16 @@ The pipeline (``restore_backup``), in order:
    an mcmanager database (not a Flask-era file, not another application's), applied
    migrations known to the code, row counts equal to the manifest's;
 4. the operator's confirmation (interactive runs), saying what is replaced by what;
-5. a safety backup of the live database (reason pre-restore);
+5. a safety backup of the live database (reason pre-restore), taken on a thread while
+   step 3 loads (the two use different cores and tools); its operations-log entry is
+   written only now, and a restore refused in steps 3-4 removes it (``swap.SafetyBackup``);
 6. on the scratch: pending migrations applied, the operations log of the live database
    carried over (so the log of what happened before the restore survives it);
 7. the atomic swap (``Engine.swap_in``: SQLite backup API, PostgreSQL database rename in
    one transaction, MariaDB one RENAME TABLE statement);
-8. validation of the restored database, the restore logged, a summary returned.
+8. validation of the restored database (run on the scratch: on SQLite while the swap
+   copies it in, on PostgreSQL and MariaDB just before the swap moves it), the replaced
+   database dropped meanwhile (``Engine.finish_swap``), the restore logged, a summary returned.
 
 Until step 7 the live database is not written to (refusals go to the operations journal
 beside the backups, not to the live database's operations log, so a refused restore

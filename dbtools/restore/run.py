@@ -27,7 +27,7 @@ from .checks import Checks, check_file, check_loaded, isoformat, manifest_field
 from .results import Progress, RestoreCheckResult, RestorePlan, RestoreResult
 from .scratch import loaded_scratch, migrate_scratch, scratch_alias
 from .source import fetched_source
-from .swap import live_counts, swap_stage, validate_restored
+from .swap import SafetyBackup, live_counts, swap_stage, validate_restored
 
 logger = logging.getLogger("dbtools.restore")
 
@@ -160,63 +160,77 @@ def _restore_from(
                 backup_reason=manifest_field(manifest, "reason"),
                 swap=engine.swap_description(),
             )
-            say("loading into a scratch database")
-            with (
-                loaded_scratch(engine, path, manifest, checks) as scratch,
-                scratch_alias(database, scratch.name) as alias,
-            ):
-                backup_counts, pending = check_loaded(alias, scratch, path, manifest, force, checks)
-                result.rows_before = live_counts(engine)
-                if confirm is not None:
-                    plan = RestorePlan(
-                        database=database,
-                        target=engine.describe(),
-                        path=str(path),
-                        backup_created_at=result.backup_created_at,
-                        backup_reason=result.backup_reason,
-                        rows_now=result.rows_before,
-                        rows_backup=backup_counts,
-                        pending_migrations=pending if migrate else [],
-                        safety_backup=safety_backup,
-                    )
-                    if not confirm(plan):
-                        raise RestoreRefused("restore cancelled; nothing was changed")
-                # From here on the live database is written to (the safety backup logs
-                # itself), so the restore is logged too, whatever its outcome.
-                with record_operation("restore", database=database, actor=actor) as record:
-                    record.file = str(path)
-                    record.checksum = manifest_field(manifest, "sha256") or ""
-                    swap_stage(
-                        engine,
-                        alias,
-                        scratch.name,
-                        pending,
-                        migrate=migrate,
-                        safety_backup=safety_backup,
-                        actor=actor,
-                        result=result,
-                        say=say,
-                    )
-                    record.details = {
-                        "safety_backup": result.safety_backup,
-                        "migrations_applied": result.migrations_applied,
-                        "rows_after": result.rows_after,
-                    }
-                    record.message = f"restored {path.name}"
+            safety = SafetyBackup(engine, actor, say) if safety_backup else None
+            try:
+                _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, checks, result, safety, say)
+            except BaseException:
+                if safety is not None:
+                    safety.discard()  # refused or cancelled before the swap: nothing of it stays
+                raise
     except RestoreRefused as exc:
         # Refused before the swap: the live database is as it was, so the refusal goes to
         # the journal (the dashboard shows it; the next logged operation moves it in).
         _journal_refusal(path, database, actor, "refused", exc, t0)
         raise
     except DbtoolsError as exc:
+        engine.finish_swap()
         if not isinstance(exc, RestoreFailed):  # a RestoreFailed is in the log already
             _journal_refusal(path, database, actor, "failure", exc, t0)
         raise
     result.checks = checks.items
     say("validating the restored database")
     validate_restored(engine, actor, result)
+    engine.finish_swap()  # the replaced database, dropped meanwhile
     result.duration_ms = to_ms(time.monotonic() - t0)
     return result
+
+
+def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, checks, result, safety, say) -> None:
+    """The load and its checks, the confirmation, then (logged) the swap stage."""
+    database = engine.alias
+    say("loading into a scratch database")
+    with (
+        loaded_scratch(engine, path, manifest, checks) as scratch,
+        scratch_alias(database, scratch.name) as alias,
+    ):
+        say("checking the scratch database")
+        backup_counts, pending = check_loaded(alias, scratch, path, manifest, force, checks)
+        result.rows_before = live_counts(engine)
+        if confirm is not None:
+            plan = RestorePlan(
+                database=database,
+                target=engine.describe(),
+                path=str(path),
+                backup_created_at=result.backup_created_at,
+                backup_reason=result.backup_reason,
+                rows_now=result.rows_before,
+                rows_backup=backup_counts,
+                pending_migrations=pending if migrate else [],
+                safety_backup=safety is not None,
+            )
+            if not confirm(plan):
+                raise RestoreRefused("restore cancelled; nothing was changed")
+        # From here on the live database is written to (the safety backup's entry
+        # first), so the restore is logged too, whatever its outcome.
+        with record_operation("restore", database=database, actor=actor) as record:
+            record.file = str(path)
+            record.checksum = manifest_field(manifest, "sha256") or ""
+            swap_stage(
+                engine,
+                alias,
+                scratch.name,
+                pending,
+                migrate=migrate,
+                safety=safety,
+                result=result,
+                say=say,
+            )
+            record.details = {
+                "safety_backup": result.safety_backup,
+                "migrations_applied": result.migrations_applied,
+                "rows_after": result.rows_after,
+            }
+            record.message = f"restored {path.name}"
 
 
 def _journal_refusal(path: Path, database: str, actor: str | None, outcome: str, exc, t0: float) -> None:

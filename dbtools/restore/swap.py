@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from pathlib import Path
 
 from django.db import DatabaseError, connections
@@ -16,6 +17,8 @@ from .. import backups
 from ..engines import Engine
 from ..errors import DbtoolsError, RestoreFailed
 from ..formatting import first_line
+from ..manifest import manifest_path
+from ..oplog import deferred_operation, write_entry
 from ..validation import run_validation, validate_database
 from .results import Progress, RestoreResult
 from .scratch import carry_operations_log, migrate_scratch, scratch_alias
@@ -39,15 +42,14 @@ def swap_stage(
     pending: list[str],
     *,
     migrate: bool,
-    safety_backup: bool,
-    actor: str | None,
+    safety: SafetyBackup | None,
     result: RestoreResult,
     say: Progress,
 ) -> None:
-    """Safety backup, migrations and log on the scratch (``alias``), then the swap. Raises RestoreFailed."""
-    if safety_backup:
-        say("taking a safety backup of the live database")
-        result.safety_backup = _safety_backup(engine, actor)
+    """Safety backup (joined and logged), migrations and log on the scratch (``alias``), then
+    the swap. Raises RestoreFailed."""
+    if safety is not None:
+        result.safety_backup = safety.keep()
     if migrate and pending:
         say(f"applying {len(pending)} pending migration(s) to the scratch database")
         try:
@@ -76,18 +78,31 @@ def swap_stage(
         checking = pool.submit(_validate_scratch, engine, scratch)
         integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
+    elif engine.validate_scratch_before_swap:
+        # The swap moves the scratch whole (its content unchanged): validate it while
+        # prepare_swap() gathers its statistics, on the other core, rather than after.
+        say("validating the scratch database before the swap")
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
+        checking = pool.submit(_validate_scratch, engine, scratch)
+        pool.shutdown(wait=False)
+        try:
+            engine.prepare_swap(scratch)
+        except Exception as exc:
+            raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
+        finally:
+            wait([checking])  # its connections to the scratch closed before the swap moves it
     say("swapping")
     try:
         engine.swap_in(scratch)
     except Exception as exc:
         raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
     finally:
-        if checking is not None:
+        if integrity is not None:
             wait([checking, integrity])
     _close_live_connections(engine)
     say("swapped")
     say("checking the restored database")
-    damage = integrity.result() if checking is not None else engine.integrity_after_swap()
+    damage = integrity.result() if integrity is not None else engine.integrity_after_swap()
     if damage:
         _put_back(engine, result.safety_backup, damage)
     result.rows_after = live_counts(engine)
@@ -98,27 +113,74 @@ def swap_stage(
             logger.info("validating the scratch during the swap failed: %s", exc)
 
 
-def _safety_backup(engine: Engine, actor: str | None) -> str:
-    """A backup of the live database (reason pre-restore); its path. Raises RestoreFailed."""
-    try:
-        # No retention here: a restore must not prune backups (the one being restored among them).
-        # Not checked row by row against the CHECK constraints: informative only, and
-        # about rows this restore is replacing (a third of a backup's time on SQLite).
-        backup = backups.create_backup(
-            database=engine.alias,
-            reason="pre-restore",
-            actor=actor,
-            take_lock=False,
-            retention=backups.RetentionPolicy(),
-            check_rows=False,
-            offsite=False,  # a restore neither waits for nor depends on the store
-        )
-    except DbtoolsError as exc:
-        raise RestoreFailed(
-            f"the safety backup failed, nothing was changed: {exc} "
-            "(--no-safety-backup restores without one, e.g. over a database that is beyond saving)"
-        ) from exc
-    return str(backup.path)
+class SafetyBackup:
+    """The safety backup of the live database, taken on a thread of its own while the backup
+    loads into the scratch (the dump tool and the loader then use the two cores at once).
+
+    Until the restore goes ahead the live database must stay as it was, so the backup's
+    operations-log entry is held back (``oplog.deferred_operation``) and written by
+    ``keep``; a restore refused or cancelled before the swap calls ``discard``, which waits
+    for the thread and removes the copy it made (nothing of it is logged: the refusal is
+    in the journal). The copy is of the live database as it was while the backup loaded.
+    """
+
+    def __init__(self, engine: Engine, actor: str | None, say: Progress) -> None:
+        self.database = engine.alias
+        self._say = say
+        self.entries: list = []
+        self.kept = False
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-safety")
+        self._future = pool.submit(self._take, actor, say)
+        pool.shutdown(wait=False)
+
+    def _take(self, actor: str | None, say: Progress):
+        say("taking a safety backup of the live database (alongside the load)")
+        try:
+            # No retention here: a restore must not prune backups (the one being restored among them).
+            # Not checked row by row against the CHECK constraints: informative only, and
+            # about rows this restore is replacing (a third of a backup's time on SQLite).
+            backup = backups.create_backup(
+                database=self.database,
+                reason="pre-restore",
+                actor=actor,
+                take_lock=False,  # the restore holds it
+                retention=backups.RetentionPolicy(),
+                check_rows=False,
+                offsite=False,  # a restore neither waits for nor depends on the store
+                log=partial(deferred_operation, self.entries),
+            )
+        finally:
+            connections.close_all()  # this thread's own connections
+        say("safety backup taken")
+        return backup
+
+    def keep(self) -> str:
+        """Wait for the backup, log it in the live database; its path. Raises RestoreFailed."""
+        self.kept = True
+        if not self._future.done():
+            self._say("waiting for the safety backup to finish")
+        try:
+            backup = self._future.result()
+        except DbtoolsError as exc:
+            raise RestoreFailed(
+                f"the safety backup failed, nothing was changed: {exc} "
+                "(--no-safety-backup restores without one, e.g. over a database that is beyond saving)"
+            ) from exc
+        finally:
+            for record, started, seconds in self.entries:
+                write_entry(record, started, seconds, self.database)
+        return str(backup.path)
+
+    def discard(self) -> None:
+        """The restore did not go ahead: wait for the backup and remove it, unlogged."""
+        if self.kept:
+            return
+        try:
+            backup = self._future.result()
+        except Exception:  # nothing was kept by a failed backup
+            return
+        for leftover in (Path(backup.path), manifest_path(backup.path)):
+            leftover.unlink(missing_ok=True)
 
 
 def _close_live_connections(engine: Engine) -> None:

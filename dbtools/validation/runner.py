@@ -277,7 +277,7 @@ def validate_database(
             report = run_validation(database, data=data, schema=schema, deep=deep, engine_check=engine_check)
         else:
             report.database = database
-            record.details["ran_on"] = "the restored content, while it was copied in"
+            record.details["ran_on"] = "the restored content, on the scratch the swap put in place"
         record.outcome = "success" if report.ok else "failure"
         record.message = "no problems found" if report.ok else f"found {report.summary}"
         record.details = {
