@@ -29,6 +29,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations import AlterModelTable, CreateModel
 
 from ..errors import VerificationFailed
+from ..formatting import first_line
 
 MAX_HEAD = 64 << 20  # our TOCs are a few tens of KB
 MAX_STRING = 16 << 20
@@ -86,7 +87,7 @@ class _ArchiveHead:
     def bytes(self, n: int) -> bytes:
         while len(self.buf) - self.pos < n:
             if len(self.buf) > MAX_HEAD:
-                raise self._bad(f"it is larger than {MAX_HEAD >> 20} MB")
+                raise self._bad(f"it is larger than {MAX_HEAD >> 20} MiB")
             chunk = self.stream.read(READ_CHUNK)
             if not chunk:
                 raise self._bad("the file ends inside it")
@@ -214,7 +215,7 @@ def cross_check(head: bytes, entries: list[TocEntry], env: dict | None = None) -
     """
     proc = subprocess.run(["pg_restore", "-l", "-v"], input=head, capture_output=True, env=env)
     if proc.returncode != 0:
-        line = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[0]
+        line = first_line(proc.stderr.decode("utf-8", "replace")) or "no message"
         raise UnsafeArchive(f"pg_restore cannot read the archive's table of contents: {line}; nothing of it was run")
     listed = [
         line

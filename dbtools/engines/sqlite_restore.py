@@ -26,6 +26,7 @@ from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
 from ..errors import ForeignContent, VerificationFailed
+from ..formatting import first_line
 from ..streams import CHUNK, unique_suffix
 from .results import ScratchDatabase
 from .sqlite_files import column_names, connect_inert, file_uri, quote_ident, table_names
@@ -91,7 +92,7 @@ class SQLiteRestoreMixin:
         try:
             self._migrate_new_file(path, applied)
         except Exception as exc:  # the migrations the file names do not apply in that combination
-            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            first = first_line(exc)
             raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
         # Not connect_inert: the new file's own CHECKs (ours) call JSON_VALID, which this
         # SQLite does not mark innocuous. The backup is attached read-only and immutable
