@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from ..errors import BackupFailed, DatabaseUnreachable, VerificationFailed
 from ..streams import CHUNK, pump_tool_output, unique_suffix, widen_pipe
-from . import pgarchive
+from . import pgarchive, pgarchive_entries
 from .dumpscan import CopyCounter, first_line, run_with_stdin
 from .pgarchive import UnsafeArchive
 from .results import Check, DumpOutcome, ScratchDatabase, compare_row_counts, expected_tables_check
@@ -153,7 +153,7 @@ class PostgreSQLDumpMixin:
 
         head, entries = pgarchive.read_head(stream)
         pgarchive.cross_check(head, entries)
-        wanted = pgarchive.check_entries(entries, pgarchive.our_tables())
+        wanted = pgarchive_entries.check_entries(entries, pgarchive_entries.our_tables())
         return pgarchive.Replay(head, stream), "".join(f"{dump_id};\n" for dump_id in wanted)
 
     def check_dump(self, stream, *, level: str = "quick", manifest=None, workdir=None):
