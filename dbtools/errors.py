@@ -45,11 +45,3 @@ class ForeignContent(VerificationFailed):
     """A backup file holds something other than our models' data (a trigger, a view, a
     statement for another database...): refused before any of it runs. The message
     starts with what was found ("holds a trigger ..."), to follow the file's name."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-blank line of an exception's message ("" when it has none)."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return ""

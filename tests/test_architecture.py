@@ -150,6 +150,8 @@ def test_long_modules_say_why():
         if "migrations" in path.parts:
             continue
         text = path.read_text()
-        if text.count("\n") > MAX_LINES and "Why this module is long:" not in (ast.get_docstring(ast.parse(text)) or ""):
+        if text.count("\n") > MAX_LINES and "Why this module is long:" not in (
+            ast.get_docstring(ast.parse(text)) or ""
+        ):
             long_ones.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
     assert long_ones == []

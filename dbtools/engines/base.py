@@ -22,7 +22,11 @@ Sections (each owned by one feature; edit only yours, append within it):
 - demo data (bulk loading): many rows with explicit ids, fast (``generate_demo_data``,
   ``import_legacy``);
 - databases and tools (benchmarks): the engine's own command-line tools, creating and
-  dropping a database (``bench/``).
+  dropping a database (``bench/``);
+- restore speed: what a restore may leave running in the background.
+
+Why this module is long: it is the contract, one abstract class whose docstrings are the
+documentation of every operation; cut into modules, the contract would be read in pieces.
 
 - monitoring: the statistics of dbstats and the dashboard (sizes, row estimates,
   server connections, pool, engine-specific figures).

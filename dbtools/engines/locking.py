@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import CouldNotRun, DatabaseUnreachable, LockHeld
+from ..formatting import first_line
 
 HOLDER_MAX = 512
 
@@ -55,7 +56,7 @@ def dedicated_connection(engine, name: str | None = None):
     try:
         wrapper.ensure_connection()
     except Exception as exc:
-        raise DatabaseUnreachable(f"database '{engine.alias}' is unreachable: {str(exc).splitlines()[0]}") from exc
+        raise DatabaseUnreachable(f"database '{engine.alias}' is unreachable: {first_line(exc)}") from exc
     return wrapper
 
 

@@ -16,9 +16,8 @@ from django.db import connection
 from django.utils import timezone
 
 from dbtools.backups import count_rows, create_backup, list_backups, open_dump, read_manifest, verify_backup, writer
-from dbtools.engines import get_engine
-from dbtools.engines import sqlite as sqlite_engine
-from dbtools.engines.sqlite import _check_expressions
+from dbtools.engines import get_engine, sqlite_dump
+from dbtools.engines.sqlite_files import check_expressions
 from dbtools.formatting import format_bytes
 from dbtools.manifest import manifest_path, write_manifest
 from dbtools.models import OperationLog, StoredReport
@@ -285,7 +284,7 @@ def test_sqlite_row_checks_see_every_slice_and_column_checks(monkeypatch):
     """The CHECK scans split a table by rowid: a bad row in the last slice is found, and so
     is a column's own CHECK (a PositiveIntegerField's ">= 0")."""
 
-    monkeypatch.setattr(sqlite_engine, "SPLIT_CHECK_ROWS", 1)
+    monkeypatch.setattr(sqlite_dump, "SPLIT_CHECK_ROWS", 1)
     make_rows("sl", users=2, servers_each=3)
     StoredReport.objects.create(kind="validation", created_at=timezone.now(), ok=True)
     with connection.cursor() as cursor:
@@ -305,7 +304,7 @@ def test_check_expressions_of_a_create_table():
         "CONSTRAINT \"b_valid\" CHECK ((\"b\" IN ('x', 'y)')))), "
         'CONSTRAINT "both" CHECK (("a" > 1 AND LENGTH("b") < 3)))'
     )
-    assert _check_expressions(sql) == [
+    assert check_expressions(sql) == [
         (None, '"a" >= 0'),
         ("b_valid", "(\"b\" IN ('x', 'y)'))"),
         ("both", '("a" > 1 AND LENGTH("b") < 3)'),

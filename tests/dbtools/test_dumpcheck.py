@@ -7,7 +7,7 @@ MariaDB server) are in test_hostile_mariadb.py.
 import pytest
 
 from dbtools.engines.dumpcheck import MariaDBStatementChecker, Refused
-from dbtools.engines.mysql import dump_tables
+from dbtools.engines.mysql_client import dump_tables
 
 pytestmark = pytest.mark.engines("sqlite")
 

@@ -22,7 +22,7 @@ from django.db import connection
 
 from dbtools.backups import create_backup
 from dbtools.engines.dumpcheck import MariaDBStatementChecker
-from dbtools.engines.mysql import dump_tables, quote
+from dbtools.engines.mysql_client import dump_tables, quote
 
 from .backup_support import scratch_leftovers
 from .restore_helpers import data_digest, live_fingerprint, make_data, manifest_path, reseal
@@ -240,10 +240,10 @@ def test_good_backup_still_restores(backup_file):
 
 def test_client_without_sandbox_cannot_run(backup_file, monkeypatch):
     """A mariadb client without --sandbox: refused with one line, exit 2, nothing loaded."""
-    from dbtools.engines import mysql
+    from dbtools.engines import mysql_client
 
-    monkeypatch.setattr(mysql, "_SANDBOX_CLIENTS", {})
-    monkeypatch.setattr(mysql, "has_sandbox", lambda binary: False)
+    monkeypatch.setattr(mysql_client, "_SANDBOX_CLIENTS", {})
+    monkeypatch.setattr(mysql_client, "has_sandbox", lambda binary: False)
     before = live_fingerprint()
     for args in (("restore", "--check", str(backup_file)), ("backup", "--check", str(backup_file), "--verify", "full")):
         code, message = run(*args)
@@ -257,7 +257,7 @@ def test_the_installed_client_has_sandbox():
     """The probe answers true for Debian's mariadb client (10.11): restores can run here."""
     import shutil
 
-    from dbtools.engines.mysql import has_sandbox
+    from dbtools.engines.mysql_client import has_sandbox
 
     assert has_sandbox(shutil.which("mariadb"))
 

@@ -101,7 +101,7 @@ def test_sqlite_schema_template_is_cached_and_used(backup_file):
 def test_sqlite_schema_template_key_follows_the_migrations(backup_file):
     from django.db.migrations.executor import MigrationExecutor
 
-    from dbtools.engines.sqlite import _schema_template
+    from dbtools.engines.sqlite_restore import _schema_template
 
     plan = MigrationExecutor(connection).loader.graph.forwards_plan(("servers", "0001_initial"))
     loader = MigrationExecutor(connection).loader
