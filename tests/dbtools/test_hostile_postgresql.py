@@ -25,7 +25,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from dbtools.backups import create_backup
-from dbtools.engines.pgarchive import UnsafeArchive, check_entries, our_tables, read_head
+from dbtools.engines.pgarchive import UnsafeArchive, read_head
+from dbtools.engines.pgarchive_entries import check_entries, our_tables
 
 from .restore_helpers import live_fingerprint, make_data, manifest_path, reseal
 
