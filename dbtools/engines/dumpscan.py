@@ -10,7 +10,7 @@ import tempfile
 from ..streams import CHUNK, BackgroundWriter, widen_pipe
 
 
-def first_line(errfile) -> str:
+def stderr_first_line(errfile) -> str:
     """The first meaningful line a tool wrote to stderr (a temp file)."""
     errfile.seek(0)
     for line in errfile.read().decode("utf-8", "replace").splitlines():
@@ -56,7 +56,7 @@ def run_with_stdin(cmd: list[str], env: dict, source, checker=None) -> tuple[int
             except BrokenPipeError:
                 pass
             rc = proc.wait()
-        return rc, (first_line(err) if rc != 0 else "")
+        return rc, (stderr_first_line(err) if rc != 0 else "")
 
 
 class CopyCounter:

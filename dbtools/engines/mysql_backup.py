@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import BackupFailed, DatabaseUnreachable
 from ..streams import CHUNK, pump_tool_output
 from .dumpcheck import MariaDBStatementChecker, Refused
-from .dumpscan import MariaDBDumpScanner, first_line
+from .dumpscan import MariaDBDumpScanner, stderr_first_line
 from .mysql_client import dump_tables, quote
 from .results import Check, DumpOutcome, expected_tables_check
 
@@ -88,7 +88,7 @@ class MySQLBackupMixin:
                 finally:
                     rc = dump.wait()
                 if rc != 0:
-                    raise BackupFailed(f"mariadb-dump failed: {first_line(err)}")
+                    raise BackupFailed(f"mariadb-dump failed: {stderr_first_line(err)}")
             outcome.row_counts, outcome.migrations = counted.result()
             outcome.checks.append(
                 Check(

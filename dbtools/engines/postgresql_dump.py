@@ -12,9 +12,10 @@ import threading
 from contextlib import contextmanager
 
 from ..errors import BackupFailed, DatabaseUnreachable, VerificationFailed
+from ..formatting import first_line
 from ..streams import CHUNK, pump_tool_output, unique_suffix, widen_pipe
 from . import pgarchive, pgarchive_entries
-from .dumpscan import CopyCounter, first_line, run_with_stdin
+from .dumpscan import CopyCounter, run_with_stdin, stderr_first_line
 from .pgarchive import UnsafeArchive
 from .results import Check, DumpOutcome, ScratchDatabase, compare_row_counts, expected_tables_check
 
@@ -55,9 +56,7 @@ class PostgreSQLDumpMixin:
         try:
             snap_conn = self._psycopg_connect()
         except psycopg.Error as exc:
-            raise DatabaseUnreachable(
-                f"database '{self.alias}' is unreachable: {str(exc).strip().splitlines()[0]}"
-            ) from exc
+            raise DatabaseUnreachable(f"database '{self.alias}' is unreachable: {first_line(exc)}") from exc
         outcome = DumpOutcome()
         try:
             snap_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -120,7 +119,7 @@ class PostgreSQLDumpMixin:
                     for t in threads:
                         t.join()
                 if dump_rc != 0:
-                    raise BackupFailed(f"pg_dump failed: {first_line(dump_err)}")
+                    raise BackupFailed(f"pg_dump failed: {stderr_first_line(dump_err)}")
                 if "count_error" in result:
                     raise BackupFailed(f"could not count rows in the snapshot: {result['count_error']}")
                 outcome.row_counts = result["counts"]
@@ -132,7 +131,7 @@ class PostgreSQLDumpMixin:
                         parse_ok,
                         "pg_restore read the whole archive"
                         if parse_ok
-                        else f"pg_restore failed: {first_line(parse_err) or result.get('scan_error')}",
+                        else f"pg_restore failed: {stderr_first_line(parse_err) or result.get('scan_error')}",
                     )
                 )
                 outcome.checks.append(expected_tables_check(expected_tables, counter.counts))
@@ -205,7 +204,7 @@ class PostgreSQLDumpMixin:
             check = Check(
                 "archive_parses",
                 ok,
-                "pg_restore read the whole archive" if ok else f"pg_restore failed: {first_line(err)}",
+                "pg_restore read the whole archive" if ok else f"pg_restore failed: {stderr_first_line(err)}",
             )
         return [contents, check], counter.counts if ok else {}
 
