@@ -250,9 +250,18 @@ class Engine(ABC):
         ``cache_hit_ratio``); {} when the engine has none."""
         return {}
 
-    @abstractmethod
     def indexes_and_constraints(self, table: str) -> tuple[list[list[str]], set[str]]:
-        """The column lists of the table's indexes and the names of its indexes and constraints."""
+        """The column lists of the table's indexes and the names of its indexes and constraints.
+
+        The default asks Django's introspection; SQLite reads its own catalogue instead."""
+        with self.connection.cursor() as cursor:
+            found = self.connection.introspection.get_constraints(cursor, table)
+        indexes = [
+            info["columns"]
+            for info in found.values()
+            if info.get("columns") and (info.get("index") or info.get("unique") or info.get("primary_key"))
+        ]
+        return indexes, set(found)
 
     @abstractmethod
     def integrity_problems(
@@ -425,5 +434,7 @@ class Engine(ABC):
         database (PostgreSQL, MariaDB), which is off the restore's critical path (it runs
         while the restored database is validated). Called once the restore is done; raises
         nothing (a replaced database left behind is dropped by the next restore's
-        drop_swap_leftovers)."""
-        return None
+        drop_swap_leftovers). The default joins the threads swap_in() put in ``_dropping``."""
+        for dropping in getattr(self, "_dropping", []):
+            dropping.join()
+        self._dropping = []

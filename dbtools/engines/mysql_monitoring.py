@@ -90,17 +90,6 @@ class MySQLMonitoringMixin:
     def performance_extras(self) -> dict:
         return {}
 
-    def indexes_and_constraints(self, table: str) -> tuple[list[list[str]], set[str]]:
-        """The column lists of the table's indexes and the names of its indexes and constraints."""
-        with self.connection.cursor() as cursor:
-            found = self.connection.introspection.get_constraints(cursor, table)
-        indexes = [
-            info["columns"]
-            for info in found.values()
-            if info.get("columns") and (info.get("index") or info.get("unique") or info.get("primary_key"))
-        ]
-        return indexes, set(found)
-
     def integrity_problems(
         self,
         covered_fk_tables: set[str] | frozenset = frozenset(),

@@ -140,11 +140,6 @@ class MySQLRestoreMixin:
         except Exception as exc:  # the swap is done; a leftover is only clutter
             logging.getLogger("dbtools.restore").warning("the replaced tables were left in %s: %s", old, exc)
 
-    def finish_swap(self) -> None:
-        for dropping in getattr(self, "_dropping", []):
-            dropping.join()
-        self._dropping = []
-
     def swap_description(self) -> str:
         return "all tables moved by one atomic RENAME TABLE statement from the scratch database"
 

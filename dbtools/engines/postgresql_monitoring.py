@@ -128,17 +128,6 @@ class PostgreSQLMonitoringMixin:
         hit, read = (int(row[0] or 0), int(row[1] or 0)) if row else (0, 0)
         return {"cache_hit_ratio": round(hit / (hit + read), 4) if hit + read else None}
 
-    def indexes_and_constraints(self, table: str) -> tuple[list[list[str]], set[str]]:
-        """The column lists of the table's indexes and the names of its indexes and constraints."""
-        with self.connection.cursor() as cursor:
-            found = self.connection.introspection.get_constraints(cursor, table)
-        indexes = [
-            info["columns"]
-            for info in found.values()
-            if info.get("columns") and (info.get("index") or info.get("unique") or info.get("primary_key"))
-        ]
-        return indexes, set(found)
-
     def integrity_problems(
         self,
         covered_fk_tables: set[str] | frozenset = frozenset(),

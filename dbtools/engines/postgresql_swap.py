@@ -94,11 +94,6 @@ class PostgreSQLSwapMixin:
         except psycopg.Error as exc:
             logging.getLogger("dbtools.restore").warning("the replaced database %s was left behind: %s", old, exc)
 
-    def finish_swap(self) -> None:
-        for dropping in getattr(self, "_dropping", []):
-            dropping.join()
-        self._dropping = []
-
     def swap_description(self) -> str:
         return "the scratch database renamed to the live name in one transaction (ALTER DATABASE ... RENAME)"
 

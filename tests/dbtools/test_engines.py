@@ -34,7 +34,6 @@ CONTRACT = {
     "swap_description",
     "drop_swap_leftovers",
     "database_size",
-    "indexes_and_constraints",
     "integrity_problems",
     "foreign_schema_objects",
     "shared_between_connections",
@@ -59,6 +58,8 @@ DEFAULTS = {
     "server_connections",
     "pool_stats",
     "performance_extras",
+    "indexes_and_constraints",
+    "finish_swap",
     "salvage",
     "compare_salvage",
 }
