@@ -78,3 +78,17 @@ def test_a_fresh_empty_database_migrates_without_a_backup(manage_py, settings):
         assert list_backups() == []
     finally:
         drop()
+
+
+@pytest.mark.engines("postgresql", "mysql")
+def test_a_database_that_is_not_there_is_one_line_not_a_traceback(manage_py):
+    """Django's system checks connect before a command runs (MariaDB's model checks do): a
+    missing database ends in one line and exit 2, whichever command meets it first."""
+    from tests.conftest import database_url_for
+
+    url = database_url_for().rsplit("/", 1)[0] + "/mcmanager_no_such_database"
+    done = manage_py("migrate", "--no-input", env={"DATABASE_URL": url})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("CommandError:") and "mcmanager_no_such_database" in lines[0]
