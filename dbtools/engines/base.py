@@ -159,14 +159,27 @@ class Engine(ABC):
     # --- restore ----------------------------------------------------------
 
     @abstractmethod
-    def load_into_scratch(self, source, workdir=None, level: str = "full") -> AbstractContextManager[ScratchDatabase]:
+    def load_into_scratch(
+        self, source, workdir=None, level: str = "full", defer_integrity: bool = False
+    ) -> AbstractContextManager[ScratchDatabase]:
         """Load a dump (a path or an uncompressed stream) into a new, uniquely-named scratch
         database, inertly (nothing but our tables, rows, indexes and constraints is created;
         anything else is refused with one line naming it).
 
         A context manager yielding a ScratchDatabase (its ``name`` is what swap_in takes)
         with its row counts and checks; the scratch is removed on exit if it still exists.
+        ``defer_integrity``: an engine whose proof of the loaded data is a check of its own
+        (SQLite's integrity_check) may leave it running (``pending_integrity``); the caller
+        then calls settle_scratch() before it trusts the scratch.
         """
+
+    def settle_scratch(self, scratch: ScratchDatabase, quiesce=None) -> bool:
+        """Join what a deferred load left running (default: nothing; the load proved the data).
+
+        Raises VerificationFailed when the scratch cannot be used; returns True when its
+        content was rebuilt to be used (``quiesce`` is called first, to close every
+        connection to it), so whatever was read from it must be read again."""
+        return False
 
     @classmethod
     def tables_in_file(cls, path) -> set[str] | None:

@@ -24,7 +24,7 @@ class MySQLRestoreMixin:
     and connections)."""
 
     @contextmanager
-    def load_into_scratch(self, source, workdir=None, level: str = "full"):
+    def load_into_scratch(self, source, workdir=None, level: str = "full", defer_integrity: bool = False):
         """Load the dump (a path or an uncompressed stream) into a new, uniquely-named database.
 
         Yields a ScratchDatabase (``name`` is the database name) with its row counts; the

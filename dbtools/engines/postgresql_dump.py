@@ -209,7 +209,7 @@ class PostgreSQLDumpMixin:
         return [contents, check], counter.counts if ok else {}
 
     @contextmanager
-    def load_into_scratch(self, source, workdir=None, level: str = "full"):
+    def load_into_scratch(self, source, workdir=None, level: str = "full", defer_integrity: bool = False):
         """Restore the archive (a path or an uncompressed stream) into a new, uniquely-named database.
 
         Inert: the table of contents is checked first (inert_archive; a refused archive

@@ -42,6 +42,12 @@ class ScratchDatabase:
     name: str
     row_counts: dict[str, int] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    # The engine's full integrity check already passed on it as loaded (SQLite: a file used
+    # as it came, its schema exactly ours): the swap need not run it again.
+    integrity_checked: bool = False
+    # That check, still running (a Future of its lines) when the load was asked to defer
+    # it: Engine.settle_scratch joins it; the scratch is not to be trusted before.
+    pending_integrity: object = None
 
 
 def compare_row_counts(expected: dict[str, int], found: dict[str, int]) -> Check:

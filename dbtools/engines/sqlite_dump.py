@@ -97,8 +97,15 @@ class SQLiteDumpMixin:
             for leftover in (copy, Path(f"{copy}-journal"), Path(f"{copy}-wal"), Path(f"{copy}-shm")):
                 leftover.unlink(missing_ok=True)
 
-    def _check_file(self, path, level: str, expected_tables=(), check_constraints: bool = False):
+    def _check_file(
+        self, path, level: str, expected_tables=(), check_constraints: bool = False, integrity=False, run_pragma=True
+    ):
         """Header, page count, quick_check (full: integrity_check + foreign_key_check), tables, rows.
+
+        ``integrity``: integrity_check instead of quick_check (which it includes), without
+        the foreign_key_check of ``full``: a restore's proof that a file it swaps in as it
+        came has every index in agreement with its rows. ``run_pragma`` False: neither
+        (the caller runs integrity_check itself, on a thread).
 
         The file is opened read-only, and SQLite then leaves the CHECK constraints out of
         the schema it reads: quick_check checks the structure alone. ``check_constraints``
@@ -130,7 +137,7 @@ class SQLiteDumpMixin:
                     f"{page_count} pages of {page_size} bytes, file {size} bytes",
                 )
             )
-            pragma = "integrity_check" if level == "full" else "quick_check"
+            pragma = "integrity_check" if level == "full" or integrity else "quick_check"
             if check_constraints:
                 with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-check") as pool:
                     structure = pool.submit(pragma_lines, uri, pragma)
@@ -145,9 +152,10 @@ class SQLiteDumpMixin:
                                 broken.append(table)
                         except sqlite3.Error as exc:
                             unevaluated.append(f"{table} ({exc})")
-            else:
+            elif run_pragma:
                 rows = pragma_lines(uri, pragma, conn)
-            checks.append(Check(pragma, rows == ["ok"], "; ".join(rows[:5])))
+            if run_pragma:
+                checks.append(Check(pragma, rows == ["ok"], "; ".join(rows[:5])))
             if check_constraints:
                 detail = "every row meets its table's CHECK constraints"
                 if broken:

@@ -50,12 +50,21 @@ def column_names(conn, schema: str, table: str) -> list[str]:
     return [name for (name,) in conn.execute("SELECT name FROM pragma_table_xinfo(?, ?) ORDER BY cid", [table, schema])]
 
 
+# The page cache of a connection running integrity_check (KiB). Its index look-ups jump
+# around the file: with SQLite's default 2 MiB it took 1.5x as long here (300,000 servers:
+# 1.0 s against 0.67 s with 16 MiB or more; 1,000,000: 4.3 s against 3.0 s with 32 MiB,
+# 2.8 s with 64 MiB). A fixed size, so the peak memory does not grow with the data.
+INTEGRITY_CACHE_KIB = 32 * 1024
+
+
 def pragma_lines(uri: str, pragma: str, conn=None) -> list[str]:
     """The lines of PRAGMA quick_check / integrity_check (at most 100), on ``conn`` or a new connection."""
     own = conn is None
     if own:
         conn = connect_inert(uri)
     try:
+        if pragma.startswith("integrity_check"):
+            conn.execute(f"PRAGMA cache_size = -{INTEGRITY_CACHE_KIB}")
         return [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchmany(100)]
     finally:
         if own:

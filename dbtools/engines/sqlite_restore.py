@@ -6,22 +6,18 @@ SQLiteRestoreMixin holds these methods of SQLiteEngine (dbtools.engines.sqlite);
 the scratch into the live file is in sqlite_swap.py.
 """
 
-import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
 import sqlite3
-import stat
-import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 
-import django
 from django.apps import apps
-from django.conf import settings
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
 
@@ -29,7 +25,8 @@ from ..errors import ForeignContent, VerificationFailed
 from ..formatting import first_line
 from ..streams import CHUNK, unique_suffix
 from .results import ScratchDatabase
-from .sqlite_files import column_names, connect_inert, file_uri, quote_ident, table_names
+from .sqlite_files import column_names, connect_inert, file_uri, pragma_lines, quote_ident, table_names
+from .sqlite_template import schema_template, store_template
 
 logger = logging.getLogger("dbtools.backup")
 
@@ -41,7 +38,7 @@ class SQLiteRestoreMixin:
     """The restore's load of SQLiteEngine; the file checks are SQLiteDumpMixin._check_file."""
 
     @contextmanager
-    def load_into_scratch(self, source, workdir=None, level: str = "quick"):
+    def load_into_scratch(self, source, workdir=None, level: str = "quick", defer_integrity: bool = False):
         """The dump (a path or an uncompressed stream) as a temporary SQLite file; removed on exit.
 
         Nothing of the file's schema is used: the file is written aside as it came, its
@@ -51,6 +48,12 @@ class SQLiteRestoreMixin:
         integrity_check and foreign_key_check for ``full``), and then a new file is built
         by our own migrations, up to the ones the backup had applied, and only the rows
         are copied into it. Yields a ScratchDatabase whose ``name`` is that new file.
+
+        When the file's schema is exactly the one our migrations make (every backup of
+        ours), that rebuild would give the same file with its indexes built anew: the file
+        itself is used instead, once integrity_check proves every index agrees with its
+        rows. ``defer_integrity``: that check runs on a thread of its own while the
+        restore goes on (settle_scratch joins it; nothing may be trusted before).
         """
 
         directory = Path(workdir or tempfile.gettempdir())
@@ -71,14 +74,85 @@ class SQLiteRestoreMixin:
                 if close:
                     source.close()
             _refuse_foreign_objects(raw)
-            checks, counts, migrations = self._check_file(raw, level)
+            # The empty file our migrations make (up to those the backup applied) is the
+            # rebuild's start; when the file's schema is that very schema, the file itself
+            # is used, once integrity_check has proven its indexes agree with its rows.
+            as_built = self._migrated_like(raw, path)
+            if as_built and defer_integrity and level != "full":
+                checks, counts, migrations = self._check_file(raw, level, run_pragma=False)
+                pending = None
+                if all(c.ok for c in checks):
+                    _adopt(raw, path)
+                    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-integrity")
+                    pending = pool.submit(pragma_lines, file_uri(path, mode="ro"), "integrity_check")
+                    pool.shutdown(wait=False)
+                try:
+                    yield ScratchDatabase(name=str(path), row_counts=counts, checks=checks, pending_integrity=pending)
+                finally:
+                    if pending is not None:
+                        wait([pending])  # its connection closed before the file is removed
+                return
+            checks, counts, migrations = self._check_file(raw, level, integrity=as_built)
+            if as_built and level != "full" and not all(c.ok for c in checks):
+                # Vouched for by its manifest, yet an index disagrees with its rows (or worse):
+                # as before, the rows go into a new file and every index is built from them,
+                # provided the structure holds (quick_check).
+                as_built = False
+                checks, counts, migrations = self._check_file(raw, level)
             if all(c.ok for c in checks):
-                self._rebuild(raw, path, migrations)
-            yield ScratchDatabase(name=str(path), row_counts=counts, checks=checks)
+                if as_built:
+                    _adopt(raw, path)
+                else:
+                    self._rebuild(raw, path, migrations)
+            yield ScratchDatabase(name=str(path), row_counts=counts, checks=checks, integrity_checked=as_built)
         finally:
             for base in (raw, path):
                 for leftover in (base, Path(f"{base}-wal"), Path(f"{base}-shm"), Path(f"{base}-journal")):
                     leftover.unlink(missing_ok=True)
+
+    def settle_scratch(self, scratch: ScratchDatabase, quiesce=None) -> bool:
+        """Join the integrity check a deferred load left running (see load_into_scratch).
+
+        Passed: the scratch is proven, as loaded. Failed, with a sound structure
+        (quick_check): an index disagrees with its rows, so, as a file that needed it
+        always was, the rows are copied into a new file of our schema, its indexes built
+        from them, and that file takes the scratch's place; ``quiesce`` is called first,
+        to close every connection to the scratch. Returns whether the scratch was rebuilt
+        (what was read from it must be read again). Raises VerificationFailed otherwise.
+        """
+        future, scratch.pending_integrity = scratch.pending_integrity, None
+        if future is None:
+            return False
+        try:
+            lines = future.result()
+        except sqlite3.DatabaseError as exc:
+            raise VerificationFailed(f"integrity_check: {exc}") from exc
+        if lines == ["ok"]:
+            scratch.integrity_checked = True
+            return False
+        path = Path(scratch.name)
+        quick = pragma_lines(file_uri(path, mode="ro"), "quick_check")
+        if quick != ["ok"]:
+            raise VerificationFailed(f"integrity_check: {'; '.join(lines[:5])}")
+        logger.info("restore: %s: %s; rebuilding its indexes from its rows", path.name, lines[0])
+        if quiesce is not None:
+            quiesce()
+        conn = sqlite3.connect(file_uri(path, mode="ro"), uri=True)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing written, but no -wal left to ignore
+            migrations: dict[str, list[str]] = {}
+            for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
+                migrations.setdefault(app, []).append(name)
+        finally:
+            conn.close()
+        rebuilt = path.with_name(f".db_scratch_{unique_suffix()}.sqlite3")
+        try:
+            self._rebuild(path, rebuilt, migrations)
+            _remove(path)
+            os.replace(rebuilt, path)
+        finally:
+            _remove(rebuilt)
+        return True
 
     def _rebuild(self, raw: Path, path: Path, migrations: dict[str, list[str]]) -> None:
         """A new file at ``path``: the schema of our migrations (those ``raw`` applied), ``raw``'s rows.
@@ -88,12 +162,14 @@ class SQLiteRestoreMixin:
         arrive table by table); every index is built by SQLite from the copied rows.
         """
 
-        applied = [(app, name) for app, names in migrations.items() for name in names]
-        try:
-            self._migrate_new_file(path, applied)
-        except Exception as exc:  # the migrations the file names do not apply in that combination
-            first = first_line(exc)
-            raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
+        if not path.exists():  # not made already by _migrated_like()
+            applied = [(app, name) for app, names in migrations.items() for name in names]
+            try:
+                self._migrate_new_file(path, applied)
+            except Exception as exc:  # the migrations the file names do not apply in that combination
+                _remove(path)
+                first = first_line(exc)
+                raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
         # Not connect_inert: the new file's own CHECKs (ours) call JSON_VALID, which this
         # SQLite does not mark innocuous. The backup is attached read-only and immutable
         # after _refuse_foreign_objects, and only read by plain column lists: reading
@@ -152,12 +228,42 @@ class SQLiteRestoreMixin:
             conn.close()
         os.chmod(path, 0o600)
 
+    def _migrated_like(self, raw: Path, path: Path) -> bool:
+        """Make ``path`` the empty file of our migrations up to those ``raw`` records; whether
+        ``raw``'s schema is exactly that file's.
+
+        Read through inert, read-only connections: the type, name, table and SQL text of
+        every object of sqlite_master but SQLite's own tables (sequences, statistics), and
+        the text encoding. Equal, the file holds nothing but our tables and indexes, as our
+        migrations declare them; the rows and indexes in them are integrity_check's to prove.
+        Any failure (a file the migrations cannot describe, a cache that cannot be used)
+        answers False, and the restore takes the rebuild, which says what is wrong.
+        """
+        try:
+            conn = connect_inert(file_uri(raw, mode="ro", immutable="1"))
+            try:
+                applied = conn.execute("SELECT app, name FROM django_migrations ORDER BY id").fetchall()
+                theirs = _schema_of(conn)
+            finally:
+                conn.close()
+            self._migrate_new_file(path, [tuple(row) for row in applied])
+            conn = connect_inert(file_uri(path, mode="ro"))
+            try:
+                ours = _schema_of(conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001 (any reason means: rebuild, which reports it)
+            logger.debug("restore: %s is rebuilt (%s)", raw.name, exc)
+            _remove(path)
+            return False
+        return theirs == ours
+
     def _migrate_new_file(self, path: Path, applied: list[tuple[str, str]]) -> None:
         """Create ``path`` with the schema our migrations make, up to the ``applied`` ones the code has.
 
         Running the migrations into an empty file is most of a small restore's load (0.3-0.4 s),
         and its result depends only on the code: the file made for a set of migrations is
-        kept as a template in a private cache directory (``_schema_template``), keyed by
+        kept as a template in a private cache directory (sqlite_template.schema_template), keyed by
         the migrations' own source, Django's and SQLite's versions, and copied next time.
         """
 
@@ -170,7 +276,7 @@ class SQLiteRestoreMixin:
             executor = MigrationExecutor(wrapper)
             targets = [key for key in applied if key in executor.loader.graph.nodes]
             plan = executor.migration_plan(targets) if targets else []
-            template = _schema_template(plan)
+            template = schema_template(plan)
             if template is not None and template.is_file():
                 wrapper.close()
                 for side in ("-wal", "-shm", "-journal"):
@@ -187,58 +293,41 @@ class SQLiteRestoreMixin:
             finally:
                 del connections[alias]
         if template is not None:
-            _store_template(path, template)
+            store_template(path, template)
 
 
-def _schema_template(plan) -> Path | None:
-    """Where the empty file that ``plan``'s migrations make is cached; None without a private cache.
+def _schema_of(conn) -> tuple:
+    """What must be equal for a file to be used as it came: its text encoding and every
+    schema object but SQLite's internal tables, as (type, name, table, SQL), sorted."""
+    encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+    objects = conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master "
+        "WHERE NOT (type = 'table' AND (name = 'sqlite_sequence' OR name LIKE 'sqlite\\_stat%' ESCAPE '\\'))"
+    ).fetchall()
+    return encoding, sorted(objects, key=lambda row: tuple(str(v) for v in row))
 
-    ``<instance>/cache/sqlite-schema/<key>.sqlite3``; the key is a sha256 of Django's and
-    SQLite's versions and, for each migration of the plan in order, its app, name and
-    source file's bytes: a migration edited in place gets a new template. The directory
-    is created 0700 and must be this user's, like the lock directory; a template is
-    written whole under a temporary name and renamed into place.
-    """
-    directory = Path(settings.INSTANCE_DIR) / "cache" / "sqlite-schema"
+
+def _adopt(raw: Path, path: Path) -> None:
+    """Make the file as received the scratch: renamed to ``path`` (the migrated file there
+    removed), without the planner statistics it may carry (a rebuilt file has none either)."""
+    _remove(path)
+    os.replace(raw, path)
+    conn = sqlite3.connect(file_uri(path), uri=True, isolation_level=None)
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (directory.parent, directory):
-            st = os.lstat(d)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-                return None
-            if st.st_mode & 0o077:
-                os.chmod(d, 0o700, follow_symlinks=False)
-    except OSError:
-        return None
-    digest = hashlib.sha256(f"django {django.__version__}; sqlite {sqlite3.sqlite_version}".encode())
-    for migration, backwards in plan:
-        source = getattr(sys.modules.get(migration.__module__), "__file__", None)
-        if backwards or source is None:
-            return None
-        digest.update(f"\0{migration.app_label}.{migration.name}\0".encode())
-        try:
-            digest.update(Path(source).read_bytes())
-        except OSError:
-            return None
-    return directory / f"{digest.hexdigest()}.sqlite3"
-
-
-def _store_template(path: Path, template: Path) -> None:
-    """Keep a copy of the freshly migrated ``path`` (closed: its WAL folded in) as ``template``.
-
-    Best effort: a failure costs the next restore its speed only."""
-    tmp = template.with_name(f".{template.name}.{unique_suffix()}")
-    try:
-        if any(Path(f"{path}{side}").exists() for side in ("-wal", "-journal")):
-            return  # not a closed, whole file
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, template)
-    except OSError as exc:
-        logger.info("could not cache the migrated schema in %s: %s", template.parent, exc)
+        for table in table_names(conn, "main", internal=True):
+            if re.fullmatch(r"sqlite_stat[1-4]", table):
+                conn.execute(f"DELETE FROM {quote_ident(table)}")
+        # As every Django connection sets it: then a reader (the integrity check, the
+        # validation) and the restore's writes to the scratch never wait for each other.
+        conn.execute("PRAGMA journal_mode = WAL")
     finally:
-        tmp.unlink(missing_ok=True)
+        conn.close()
+    os.chmod(path, 0o600)
+
+
+def _remove(path: Path) -> None:
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        leftover.unlink(missing_ok=True)
 
 
 def our_table(name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import wait
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from ..locks import database_lock
 from ..oplog import OperationRecord, append_journal, journal_operation, os_user, record_operation
 from .checks import Checks, check_file, check_loaded, isoformat, manifest_field
 from .results import Progress, RestoreCheckResult, RestorePlan, RestoreResult
-from .scratch import loaded_scratch, migrate_scratch, scratch_alias
+from .scratch import loaded_scratch, migrate_scratch, scratch_alias, settle_integrity
 from .source import fetched_source
-from .swap import SafetyBackup, live_counts, swap_stage, validate_restored
+from .swap import SafetyBackup, live_counts, start_validation, swap_stage, validate_restored
 
 logger = logging.getLogger("dbtools.restore")
 
@@ -190,11 +191,31 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
     database = engine.alias
     say("loading into a scratch database")
     with (
-        loaded_scratch(engine, path, manifest, checks) as scratch,
+        loaded_scratch(engine, path, manifest, checks, defer_integrity=engine.scratch_readable_during_swap) as scratch,
         scratch_alias(database, scratch.name) as alias,
     ):
         say("checking the scratch database")
         backup_counts, pending = check_loaded(alias, scratch, path, manifest, force, checks)
+        validation = None
+        if scratch.pending_integrity is not None:
+            # SQLite's integrity check of the file as it came is still running: validate
+            # the same content on the other core meanwhile (the migrations, if any, first).
+            if not (migrate and pending):
+                validation = start_validation(engine, scratch.name)
+
+            def quiesce() -> None:
+                if validation is not None:
+                    wait([validation])
+                connections[alias].close()
+
+            say("waiting for the integrity check of the scratch database")
+            try:
+                if settle_integrity(engine, scratch, path, manifest, checks, quiesce):
+                    validation = None  # of the file before its indexes were rebuilt
+            except BaseException:
+                if validation is not None:
+                    wait([validation])  # no thread left reading a refused file
+                raise
         result.rows_before = live_counts(engine)
         if confirm is not None:
             plan = RestorePlan(
@@ -224,6 +245,8 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
                 safety=safety,
                 result=result,
                 say=say,
+                integrity_checked=scratch.integrity_checked,
+                validation=validation,
             )
             record.details = {
                 "safety_backup": result.safety_backup,

@@ -96,13 +96,15 @@ def carry_operations_log(engine: Engine, alias: str) -> int:
 
 
 @contextmanager
-def loaded_scratch(engine: Engine, path: Path, manifest, checks: Checks) -> Iterator:
+def loaded_scratch(engine: Engine, path: Path, manifest, checks: Checks, defer_integrity: bool = False) -> Iterator:
     """Load the backup into a scratch database, checking it on the way; yields the ScratchDatabase.
 
     One pass over the file: its bytes are hashed as they are decompressed into the
     scratch, then the hash is compared with the manifest's. The structure checks are the
-    loader's (SQLite: header, page count, quick_check; PostgreSQL: pg_restore of the
-    whole archive; MariaDB: the whole dump loads). The scratch is removed on exit.
+    loader's (SQLite: header, page count, integrity_check or quick_check and a rebuild;
+    PostgreSQL: pg_restore of the whole archive; MariaDB: the whole dump loads). The scratch
+    is removed on exit. ``defer_integrity`` (a file with a manifest): the engine may leave its
+    integrity check running; settle_integrity() joins it.
     """
     name = path.name
     prefix = f"{name} failed verification: " if manifest is not None else f"{name} does not load: "
@@ -126,7 +128,9 @@ def loaded_scratch(engine: Engine, path: Path, manifest, checks: Checks) -> Iter
         try:
             # Nothing vouches for a file without a manifest: it gets the engine's full check.
             scratch_cm = (
-                engine.load_into_scratch(stream, level="full") if manifest is None else engine.load_into_scratch(stream)
+                engine.load_into_scratch(stream, level="full")
+                if manifest is None
+                else engine.load_into_scratch(stream, defer_integrity=defer_integrity)
             )
             scratch = scratch_cm.__enter__()
         except ForeignContent as exc:
@@ -170,3 +174,20 @@ def loaded_scratch(engine: Engine, path: Path, manifest, checks: Checks) -> Iter
         scratch_cm.__exit__(None, None, None)
     finally:
         raw.close()
+
+
+def settle_integrity(engine: Engine, scratch, path: Path, manifest, checks: Checks, quiesce) -> bool:
+    """Join the integrity check a deferred load left running; refuse the backup when it fails
+    and the engine cannot rebuild the scratch from its rows. Returns whether it was rebuilt."""
+    if scratch.pending_integrity is None:
+        return False
+    prefix = f"{path.name} failed verification: " if manifest is not None else f"{path.name} does not load: "
+    try:
+        rebuilt = engine.settle_scratch(scratch, quiesce)
+    except DbtoolsError as exc:
+        checks.refuse("structure", f"{prefix}{exc}")
+    checks.passed(
+        "integrity",
+        "indexes rebuilt from the rows, which were sound" if rebuilt else "every index agrees with its rows",
+    )
+    return rebuilt

@@ -7,7 +7,7 @@ of the restored database.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
@@ -45,9 +45,16 @@ def swap_stage(
     safety: SafetyBackup | None,
     result: RestoreResult,
     say: Progress,
+    integrity_checked: bool = False,
+    validation: Future | None = None,
 ) -> None:
     """Safety backup (joined and logged), migrations and log on the scratch (``alias``), then
-    the swap. Raises RestoreFailed."""
+    the swap. Raises RestoreFailed.
+
+    ``integrity_checked``: the engine's full integrity check passed on the scratch as it was
+    loaded; it is not run again unless migrations have since rewritten the scratch (the
+    operations log's few rows are written by the engine itself). ``validation``: the
+    scratch's validation, started earlier (start_validation) on this same content."""
     if safety is not None:
         result.safety_backup = safety.keep()
     if migrate and pending:
@@ -75,8 +82,9 @@ def swap_stage(
         except Exception as exc:
             raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-validate")
-        checking = pool.submit(_validate_scratch, engine, scratch)
-        integrity = pool.submit(engine.integrity_of_scratch, scratch)
+        checking = validation if validation is not None else pool.submit(_validate_scratch, engine, scratch)
+        if not integrity_checked or result.migrations_applied:
+            integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
     elif engine.validate_scratch_before_swap:
         # The swap moves the scratch whole (its content unchanged): validate it while
@@ -97,12 +105,17 @@ def swap_stage(
     except Exception as exc:
         raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
     finally:
-        if integrity is not None:
-            wait([checking, integrity])
+        if checking is not None and engine.scratch_readable_during_swap:
+            wait([f for f in (checking, integrity) if f is not None])
     _close_live_connections(engine)
     say("swapped")
     say("checking the restored database")
-    damage = integrity.result() if integrity is not None else engine.integrity_after_swap()
+    if integrity is not None:
+        damage = integrity.result()
+    elif engine.scratch_readable_during_swap and integrity_checked and not result.migrations_applied:
+        damage = []  # proven on the scratch before the swap, which copied exactly it in
+    else:
+        damage = engine.integrity_after_swap()
     if damage:
         _put_back(engine, result.safety_backup, damage)
     result.rows_after = live_counts(engine)
@@ -204,6 +217,15 @@ def _put_back(engine: Engine, safety_backup: str | None, damage: list[str]) -> N
     finally:
         _close_live_connections(engine)
     raise RestoreFailed(f"{what}; the safety backup {Path(safety_backup).name} was put back")
+
+
+def start_validation(engine: Engine, scratch: str) -> Future:
+    """The validation of the scratch, on a thread of its own (joined by swap_stage)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
+    try:
+        return pool.submit(_validate_scratch, engine, scratch)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _validate_scratch(engine: Engine, scratch: str):

@@ -230,6 +230,12 @@ def test_flipped_row_vouched_by_a_manifest_restores_sound(good_backup, tmp_path)
     crafted = flipped_index_copy(good_backup, tmp_path / "db_backup_20260101_000000.sqlite3.zst")
     shutil.copyfile(manifest_path(good_backup), manifest_path(crafted))
     reseal(crafted)
+    # Its schema is ours, so the file would be used as it came: integrity_check finds the
+    # index at odds with its row, and the rows go into a new file instead (restore runs that
+    # check on a thread beside the validation; --check and backup --check run it in line).
+    for command, *args in (("restore", str(crafted), "--check"), ("backup", "--check", str(crafted))):
+        code, err = call(command, *args)
+        assert code == 0, (command, err)
     code, err = call("restore", str(crafted), "--noinput", "--no-safety-backup")
     assert code == 0, err
     connections.close_all()
@@ -252,7 +258,9 @@ def test_restore_failing_integrity_check_puts_the_safety_backup_back(good_backup
 
     make_data("b", users=1)
     before = live_fingerprint()[1][0]
-    # The check runs on the scratch during the swap (the live file becomes a copy of it).
+    # A rebuilt scratch (here: as if its schema were not exactly ours) is checked during the
+    # swap (the live file becomes a copy of it); a file used as it came is checked before.
+    monkeypatch.setattr(SQLiteEngine, "_migrated_like", lambda self, raw, path: False)
     monkeypatch.setattr(SQLiteEngine, "integrity_of_scratch", lambda self, scratch: ["row 7 missing from index x"])
     code, err = call("restore", str(good_backup), "--noinput")
     assert code == 1
@@ -286,3 +294,78 @@ def test_table_with_a_double_quote_in_its_name_backs_up_and_verifies():
         # Not one of the models' tables: the end-of-test flush would leave it behind.
         with connection.cursor() as cursor:
             cursor.execute('DROP TABLE "a""b"')
+
+
+def test_a_backup_of_ours_is_used_as_it_came_once_integrity_check_passes(good_backup):
+    """Its schema is exactly the migrations': no rebuild, integrity_check is the proof (in
+    line, or on a thread joined by settle_scratch), and the swap does not run it again."""
+    from dbtools.engines import get_engine
+
+    engine = get_engine("default")
+    with open_dump(good_backup) as stream, engine.load_into_scratch(stream) as scratch:
+        assert scratch.integrity_checked and scratch.pending_integrity is None
+        assert [c.name for c in scratch.checks if c.name.endswith("_check")] == ["integrity_check"]
+        assert all(c.ok for c in scratch.checks)
+    with open_dump(good_backup) as stream, engine.load_into_scratch(stream, defer_integrity=True) as scratch:
+        assert scratch.pending_integrity is not None and not scratch.integrity_checked
+        assert not any(c.name.endswith("_check") for c in scratch.checks)
+        assert engine.settle_scratch(scratch) is False
+        assert scratch.integrity_checked and scratch.pending_integrity is None
+        conn = sqlite3.connect(scratch.name)
+        assert conn.execute("SELECT COUNT(*) FROM accounts_user").fetchone()[0] == 3
+        conn.close()
+
+
+def test_restore_of_a_proven_file_does_not_check_it_again_during_the_swap(good_backup, monkeypatch):
+    from dbtools.engines.sqlite import SQLiteEngine
+
+    def not_again(self, scratch):
+        raise AssertionError("integrity_check ran again on a proven scratch")
+
+    monkeypatch.setattr(SQLiteEngine, "integrity_of_scratch", not_again)
+    make_data("b", users=1)
+    code, err = call("restore", str(good_backup), "--noinput")
+    assert code == 0, err
+    connections.close_all()
+    assert not User.objects.filter(username__startswith="b_").exists()
+    live = sqlite3.connect(connection.settings_dict["NAME"])
+    try:
+        assert live.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        live.close()
+
+
+def test_an_index_of_ours_the_migrations_do_not_make_is_rebuilt_away(good_backup, tmp_path):
+    """An extra index on our table (allowed: nothing in it runs) makes the schema differ from
+    the migrations': the file is rebuilt, and the live database gets only our indexes.
+    Planner statistics in the file are not carried either way."""
+    sql = "CREATE INDEX extra_username ON accounts_user(username); ANALYZE;"
+    crafted = edited_copy(good_backup, tmp_path / "db_backup_20260101_000000.sqlite3.zst", sql, with_manifest=True)
+    code, err = call("restore", str(crafted), "--noinput", "--no-safety-backup")
+    assert code == 0, err
+    connections.close_all()
+    live = sqlite3.connect(connection.settings_dict["NAME"])
+    try:
+        names = {n for (n,) in live.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "extra_username" not in names and "accounts_user_is_admin_b14a7e51" in names
+        assert live.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        live.close()
+
+
+def test_planner_statistics_of_a_file_used_as_it_came_are_dropped(tmp_path):
+    make_data("a")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        cursor.execute("SELECT COUNT(*) FROM sqlite_stat1")
+        assert cursor.fetchone()[0] > 0
+    backup = Path(create_backup(reason="manual").path)
+    from dbtools.engines import get_engine
+
+    with open_dump(backup) as stream, get_engine("default").load_into_scratch(stream) as scratch:
+        assert scratch.integrity_checked  # used as it came: sqlite_stat1 is SQLite's own table
+        conn = sqlite3.connect(scratch.name)
+        try:
+            assert conn.execute("SELECT COUNT(*) FROM sqlite_stat1").fetchone()[0] == 0
+        finally:
+            conn.close()

@@ -101,13 +101,13 @@ def test_sqlite_schema_template_is_cached_and_used(backup_file):
 def test_sqlite_schema_template_key_follows_the_migrations(backup_file):
     from django.db.migrations.executor import MigrationExecutor
 
-    from dbtools.engines.sqlite_restore import _schema_template
+    from dbtools.engines.sqlite_template import schema_template
 
     plan = MigrationExecutor(connection).loader.graph.forwards_plan(("servers", "0001_initial"))
     loader = MigrationExecutor(connection).loader
     full = [(loader.graph.nodes[key], False) for key in plan]
     shorter = full[:-1]
-    assert _schema_template(full) != _schema_template(shorter)
-    assert _schema_template(full) == _schema_template(list(full))
+    assert schema_template(full) != schema_template(shorter)
+    assert schema_template(full) == schema_template(list(full))
     # A plan that goes backwards is never cached.
-    assert _schema_template([(full[0][0], True)]) is None
+    assert schema_template([(full[0][0], True)]) is None
