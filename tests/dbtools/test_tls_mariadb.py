@@ -3,10 +3,18 @@ connections, mariadb-dump and mariadb (mcmanager/mariadb_tls.py maps them in one
 
 The MariaDB server of the test machine runs without TLS (have_ssl=DISABLED): a required TLS
 must make every connection and tool fail there, in one line, before anything is written.
+Then a throwaway server of our own (mariadb-install-db, a self-signed certificate,
+--require-secure-transport=ON) takes a backup and a restore over TLS.
 """
 
+import os
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -160,3 +168,105 @@ def test_required_tls_refuses_backup_restore_and_validate_in_one_line(manage_py,
             assert len(lines) == 1 and ("not encrypted" in lines[0] or "SSL is required" in lines[0]), (args, lines)
             assert "Traceback" not in done.stderr
     assert sorted(p for p in backups.rglob("*") if p.is_file()) == files
+
+
+# --- a throwaway server that accepts TLS connections only ----------------------------
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    if found:
+        return found
+    if os.environ.get("MCMANAGER_REQUIRE_ENGINES", "") not in ("", "0"):
+        pytest.fail(f"{name} is not installed (Debian: mariadb-server), and MCMANAGER_REQUIRE_ENGINES is set")
+    pytest.skip(f"{name} is not installed (Debian: mariadb-server); the TLS test starts a server of its own")
+
+
+@pytest.fixture(scope="module")
+def tls_mariadb():
+    """(port, CA file) of a running MariaDB that refuses every connection without TLS."""
+    install, server = _binary("mariadb-install-db"), _binary("mariadbd")
+    base = Path(tempfile.mkdtemp(prefix="mcmanager-mariadb-tls-"))
+    data = base / "data"
+    as_root = ["--user=root"] if os.geteuid() == 0 else []
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(base / "key.pem"), "-out", str(base / "cert.pem")],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    done = subprocess.run(
+        [install, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
+         "--skip-test-db", *as_root],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "--no-defaults", f"--datadir={data}", *as_root, f"--port={port}", "--bind-address=127.0.0.1",
+         f"--socket={base / 'sock'}", f"--pid-file={base / 'pid'}", f"--log-error={base / 'err.log'}",
+         f"--ssl-cert={base / 'cert.pem'}", f"--ssl-key={base / 'key.pem'}", f"--ssl-ca={base / 'cert.pem'}",
+         "--require-secure-transport=ON", "--skip-log-bin", "--innodb-buffer-pool-size=32M"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (base / "sock").exists():
+            log = (base / "err.log").read_text() if (base / "err.log").exists() else ""
+            assert proc.poll() is None and time.monotonic() < deadline, f"mariadbd did not start: {log[-2000:]}"
+            time.sleep(0.2)
+        yield port, base / "cert.pem"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.engines("mysql")
+def test_backup_and_restore_over_tls(tls_mariadb, manage_py):
+    import MySQLdb
+
+    port, ca = tls_mariadb
+
+    def connect(**kwargs):
+        return MySQLdb.connect(host="127.0.0.1", port=port, user="root", ssl_mode="REQUIRED", **kwargs)
+
+    conn = connect()
+    conn.cursor().execute("CREATE DATABASE IF NOT EXISTS tlsdb CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci")
+    conn.close()
+    base = f"mysql://root@127.0.0.1:{port}/tlsdb"
+    # The control: without TLS the server refuses (--require-secure-transport answers
+    # "Access denied"; the same user gets in over TLS below), so what succeeds used TLS.
+    refused = manage_py("backup", env={"DATABASE_URL": base + "?ssl_mode=DISABLED"})
+    assert refused.returncode == 2 and "Access denied" in refused.stderr, refused.stderr
+    required = {"DATABASE_URL": base + "?ssl_mode=REQUIRED"}
+    verified = {"DATABASE_URL": f"{base}?ssl_mode=VERIFY_IDENTITY&ssl-ca={ca}"}
+    for args, env in (
+        (["migrate", "-v", "0"], required),
+        (["generate_demo_data", "--users", "20", "--servers", "40", "--configs", "5", "--seed", "3"], required),
+        (["backup", "--verify", "full"], verified),
+        (["restore", "--check", "--latest"], required),
+        (["restore", "--latest", "--noinput"], verified),
+        (["validate"], required),
+    ):
+        done = manage_py(*args, env=env)
+        assert done.returncode == 0, (args, done.stdout, done.stderr)
+    conn = connect(db="tlsdb")
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT COUNT(*) FROM accounts_user")
+        assert cursor.fetchone()[0] == 20
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        assert cursor.fetchone()[1]
+        cursor.execute("SELECT operation, outcome FROM dbtools_operationlog WHERE operation = 'restore'")
+        assert cursor.fetchall() == (("restore", "success"),)
+    finally:
+        conn.close()
