@@ -197,15 +197,18 @@ class DatabaseMonitor:
     def check_database_health(self) -> dict:
         """status (healthy, degraded or unhealthy), the seed's four checks (connection_status,
         data_integrity, schema_integrity, performance: each with its status and message),
-        issues and recommendations. Every check (backups, disk space too) is in health_report()."""
+        issues and recommendations. Every check (backups, disk space too) is in health_report().
+
+        The four are always there: one that did not run (the database does not answer) is
+        status "unknown", message "not checked: the database is unreachable"."""
         report = health_report(self.database)
         results = {seed_name: report.check(entry.name) for seed_name, entry in SEED_CHECKS.items()}
+        not_checked = {"status": "unknown", "message": "not checked: the database is unreachable"}
         return {
             "status": report.status,
             "checks": {
-                seed_name: {"status": result.status, "message": result.message}
+                seed_name: {"status": result.status, "message": result.message} if result else dict(not_checked)
                 for seed_name, result in results.items()
-                if result is not None
             },
             "issues": report.issues,
             "recommendations": report.recommendations,

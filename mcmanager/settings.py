@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from mcmanager import mariadb_tls
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -151,10 +153,14 @@ def database_from_url(url: str) -> dict:
         # Tests need a real file (backups, the sqlite3 shell), never :memory:.
         config["TEST"] = {"NAME": str(name.with_name(f"test_{name.name}"))}
     elif engine == "django.db.backends.mysql":
-        config["OPTIONS"] = {
-            "charset": "utf8mb4",
-            "init_command": "SET sql_mode='STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'",
-        }
+        # The URL's options are kept (TLS among them, in mysqlclient's spelling: see
+        # mcmanager/mariadb_tls.py); the charset and the session's sql_mode are ours.
+        options = mariadb_tls.normalize(config.get("OPTIONS") or {})
+        options["charset"] = "utf8mb4"
+        options["init_command"] = mariadb_tls.init_command(
+            options, "SET sql_mode='STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION'"
+        )
+        config["OPTIONS"] = options
         config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_general_ci"}
     return config
 

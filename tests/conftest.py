@@ -28,6 +28,25 @@ def pytest_collection_modifyitems(config, items):
         items[:] = keep
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    """The test databases are created by our migrate command, which logs the migration and
+    moves the operations journal in: the session's own backup directory, never instance/'s."""
+    from django.conf import settings
+
+    settings.MCMANAGER_BACKUP_DIR = tmp_path_factory.mktemp("session-backups")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Every test starts with an empty operations log: the entry of the test database's own
+    first migrate is not a test's."""
+    from dbtools.models import OperationLog
+
+    with django_db_blocker.unblock():
+        OperationLog.objects.all().delete()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_backup_dir(settings, tmp_path):
     """Every test gets its own backup directory, so no test sees another's files."""

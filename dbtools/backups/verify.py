@@ -16,7 +16,7 @@ from ..encryption import AGE_MAGIC, is_encrypted
 from ..engines import Engine, get_engine
 from ..engines.results import Check, compare_row_counts
 from ..errors import CouldNotRun, ForeignContent, VerificationFailed
-from ..manifest import BackupManifest, read_manifest, write_manifest
+from ..manifest import BackupManifest, manifest_path, read_manifest, write_manifest
 from ..oplog import journal_operation
 from ..signing import refusal
 from ..streams import HashingReader, NotRegularFile, detect_compression, open_regular
@@ -74,6 +74,9 @@ def verify_backup(
     with journal_operation("verify", database=database) as record:
         record.file = str(path)
         check_level(level)
+        if not Path(path).exists() and not manifest_path(path).exists():
+            # Nothing to check, as restore says of a missing file: could not run (exit 2).
+            raise CouldNotRun(f"no such backup: {path} (no such file)")
         engine = get_engine(database)
         result = check_backup(engine, Path(path), level, force=force)
         record.outcome = "success" if result.ok else "failure"

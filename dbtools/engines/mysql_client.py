@@ -9,6 +9,8 @@ import subprocess
 
 from django.apps import apps
 
+from mcmanager import mariadb_tls
+
 from ..errors import CouldNotRun
 from ..formatting import first_line as first_text_line
 
@@ -51,7 +53,7 @@ class MySQLClientMixin:
     # in `ps`), buffers the whole dump in a spooled file, and has no --single-transaction.
     # The password goes through MYSQL_PWD, never argv.
 
-    def _client_command(self, tool: str, database: str | None = None) -> tuple[list[str], dict]:
+    def _client_command(self, tool: str, init_command: str = "") -> tuple[list[str], dict]:
 
         s = self.settings_dict
         fallback = tool.replace("mariadb-dump", "mysqldump").replace("mariadb", "mysql")
@@ -67,31 +69,27 @@ class MySQLClientMixin:
         if s.get("USER"):
             args.append(f"--user={s['USER']}")
         args += self._tls_arguments()
+        if tool == "mariadb":
+            # A required TLS is checked by the session itself (mariadb-dump has no --init-command).
+            init = mariadb_tls.init_command(self._tls_options(), init_command)
+            if init:
+                args.append(f"--init-command={init}")
+        elif init_command:
+            raise ValueError(f"{tool} takes no --init-command")
         env = {k: v for k, v in os.environ.items() if k != "MYSQL_PWD"}
         if s.get("PASSWORD"):
             env["MYSQL_PWD"] = str(s["PASSWORD"])
         return args, env
 
+    def _tls_options(self) -> dict:
+        """OPTIONS' TLS as mysqlclient takes it (settings.py has normalized it already; this
+        also covers a settings_dict written by hand, as the tests do)."""
+        return mariadb_tls.normalize(self.settings_dict.get("OPTIONS") or {})
+
     def _tls_arguments(self) -> list[str]:
-        """The client tools' TLS options from DATABASE_URL's (Django's OPTIONS): ``ssl`` (ca,
-        cert, key, capath, cipher) and ``ssl_mode``, so a dump or a load is never less private
-        than the application's own connection."""
-        options = self.settings_dict.get("OPTIONS") or {}
-        args = []
-        ssl = options.get("ssl") or {}
-        if isinstance(ssl, dict):
-            for key, flag in (("ca", "ssl-ca"), ("cert", "ssl-cert"), ("key", "ssl-key"), ("capath", "ssl-capath"),
-                              ("cipher", "ssl-cipher")):  # fmt: skip
-                if ssl.get(key):
-                    args.append(f"--{flag}={ssl[key]}")
-        mode = str(options.get("ssl_mode") or "").upper()
-        if mode == "DISABLED":
-            args.append("--skip-ssl")
-        elif mode or args:
-            args.append("--ssl")
-        if mode in ("VERIFY_CA", "VERIFY_IDENTITY"):
-            args.append("--ssl-verify-server-cert")
-        return args
+        """The client tools' TLS flags from DATABASE_URL's (``mcmanager.mariadb_tls``), so a
+        dump or a load is never less private than the application's own connection."""
+        return mariadb_tls.client_flags(self._tls_options())
 
     def _mysqldb_connect(self, database: str | None = None):
         import MySQLdb
@@ -107,10 +105,12 @@ class MySQLClientMixin:
                 kwargs["port"] = int(s["PORT"])
         kwargs["db"] = database or s["NAME"]
         kwargs["connect_timeout"] = 10
-        options = s.get("OPTIONS") or {}
+        options = self._tls_options()
         for name in ("ssl", "ssl_mode"):  # TLS as the application's connection has it
             if options.get(name):
                 kwargs[name] = options[name]
+        if mariadb_tls.requires_tls(options):
+            kwargs["init_command"] = mariadb_tls.init_command(options)
         return MySQLdb.connect(**kwargs)
 
     @staticmethod
@@ -145,21 +145,20 @@ class MySQLClientMixin:
         MySQL's) is refused: the statement whitelist is the first guard, not the only one.
         """
 
-        cmd, env = self._client_command("mariadb")
+        # The session's sql_mode as mariadb-dump sets it, whatever the server's global one:
+        # with NO_BACKSLASH_ESCAPES or ANSI_QUOTES there, the server would read the dump's
+        # strings otherwise than dumpcheck does.
+        cmd, env = self._client_command("mariadb", "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'")
         if not has_sandbox(cmd[0]):
             raise CouldNotRun(
                 f"the mariadb client ({cmd[0]}) has no --sandbox option: a dump is never loaded without it; "
                 "install MariaDB's client 10.11.8 or newer"
             )
-        # The session's sql_mode as mariadb-dump sets it, whatever the server's global one:
-        # with NO_BACKSLASH_ESCAPES or ANSI_QUOTES there, the server would read the dump's
-        # strings otherwise than dumpcheck does.
         return [
             *cmd,
             "--sandbox",
             "--batch",
             "--default-character-set=utf8mb4",
-            "--init-command=SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO'",
             f"--database={database}",
         ], env
 

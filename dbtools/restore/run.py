@@ -118,17 +118,26 @@ def restore_backup(
     is downloaded and checked first, and its copy removed at the end (``fetched_source``).
     """
     engine, _ = _engine_of(database)
-    with fetched_source(source, latest=latest, engine=engine, force=force) as path:
-        return _restore_from(
-            path,
-            engine,
-            force=force,
-            safety_backup=safety_backup,
-            migrate=migrate,
-            confirm=confirm,
-            actor=actor,
-            progress=progress,
-        )
+    t0 = time.monotonic()
+    found = False
+    try:
+        with fetched_source(source, latest=latest, engine=engine, force=force) as path:
+            found = True
+            return _restore_from(
+                path,
+                engine,
+                force=force,
+                safety_backup=safety_backup,
+                migrate=migrate,
+                confirm=confirm,
+                actor=actor,
+                progress=progress,
+            )
+    except DbtoolsError as exc:
+        if not found:  # no such file, no --latest backup: journalled as restore --check's are
+            outcome = "refused" if isinstance(exc, RestoreRefused) else "failure"
+            _journal_refusal(Path(str(source or "--latest")), database, actor, outcome, exc, t0)
+        raise
 
 
 def _restore_from(

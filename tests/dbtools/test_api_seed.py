@@ -98,3 +98,38 @@ def test_the_seeds_one_liner_runs_outside_manage_py(tmp_path):
     health = json.loads(done.stdout)
     assert health["checks"]["connection_status"]["status"] == "healthy"
     assert health["checks"]["schema_integrity"]["status"] == "healthy"
+
+
+@pytest.mark.parametrize("url", ["postgres://root@127.0.0.1:1/x", "mysql://root@127.0.0.1:1/x"])
+def test_an_unreachable_database_still_has_the_seeds_four_checks(tmp_path, url):
+    if url.startswith("mysql"):
+        pytest.importorskip("MySQLdb")
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        MCMANAGER_INSTANCE_DIR=str(tmp_path / "instance"),
+        MCMANAGER_BACKUP_DIR=str(tmp_path / "backups"),
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from dbtools.api import DatabaseMonitor; "
+            "print(json.dumps(DatabaseMonitor.check_database_health()))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    health = json.loads(done.stdout)
+    assert health["status"] == "unhealthy"
+    assert list(health["checks"]) == ["connection_status", "data_integrity", "schema_integrity", "performance"]
+    assert health["checks"]["connection_status"]["status"] == "unhealthy"
+    assert health["checks"]["connection_status"]["message"]
+    for name in ("data_integrity", "schema_integrity", "performance"):
+        assert health["checks"][name] == {"status": "unknown", "message": "not checked: the database is unreachable"}

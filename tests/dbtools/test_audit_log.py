@@ -116,3 +116,29 @@ def test_a_prune_logs_each_deleted_file_and_why():
     prune_backups(RetentionPolicy(keep_last=1), dry_run=True)
     prune_backups(RetentionPolicy(keep_last=5))
     assert OperationLog.objects.filter(operation="prune").count() == 1
+
+
+def test_a_missing_file_is_journalled_alike_by_restore_and_both_checks(tmp_path):
+    missing = tmp_path / "nope"
+    for args in (["restore", str(missing), "--noinput"], ["restore", "--check", str(missing)]):
+        with pytest.raises(CommandError) as exc:
+            call_command(*args, stdout=StringIO())
+        assert exc.value.returncode == 2 and "no such backup" in str(exc.value)
+    with pytest.raises(CommandError) as exc:
+        call_command("backup", "--check", str(missing), stdout=StringIO())
+    assert exc.value.returncode == 2 and str(exc.value) == f"no such backup: {missing} (no such file)"
+    assert [(e["operation"], e["outcome"], e["file"]) for e in pending_journal()] == [
+        ("restore", "failure", str(missing)),
+        ("restore-check", "failure", str(missing)),
+        ("verify", "failure", str(missing)),
+    ]
+    assert all("no such backup" in e["message"] for e in pending_journal())
+    assert _ops() == []  # the live database is not written to
+
+
+def test_restore_latest_with_no_backup_is_journalled_as_refused():
+    with pytest.raises(CommandError):
+        call_command("restore", "--latest", "--noinput", stdout=StringIO())
+    assert [(e["operation"], e["outcome"], e["file"]) for e in pending_journal()] == [
+        ("restore", "refused", "--latest")
+    ]

@@ -227,3 +227,14 @@ def test_the_engine_names_its_drivers_dump_errors_and_only_those(vendor, tmp_pat
     else:  # not this engine's driver: not its to name
         assert engine.dump_failure(full, tmp_path) is None
     assert engine.dump_failure(ValueError("database or disk is full"), tmp_path) is None
+
+
+def test_check_of_a_missing_file_is_one_line_and_exit_2(manage_py, tmp_path):
+    done = manage_py("backup", "--check", str(tmp_path / "nope"))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"CommandError: no such backup: {tmp_path / 'nope'} (no such file)"]
+    # A file that is there without its manifest is still a bad backup: exit 1.
+    (tmp_path / "orphan.sql").write_text("SELECT 1;\n")
+    done = manage_py("backup", "--check", str(tmp_path / "orphan.sql"))
+    assert done.returncode == 1 and "has no manifest" in done.stdout + done.stderr

@@ -1,6 +1,8 @@
 """manage.py migrate takes a backup first, only when there is something to migrate."""
 
 import io
+import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -92,3 +94,44 @@ def test_a_database_that_is_not_there_is_one_line_not_a_traceback(manage_py):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert lines[0].startswith("CommandError:") and "mcmanager_no_such_database" in lines[0]
+
+
+def test_the_log_says_applied_or_unapplied_with_the_right_plural(restore_sessions):
+    call_command("migrate", "sessions", "zero", verbosity=0)
+    call_command("migrate", "sessions", verbosity=0)
+    call_command("migrate", "sessions", "zero", no_backup=True, verbosity=0)
+    entries = list(OperationLog.objects.filter(operation="migrate").order_by("id").values_list("message", "outcome"))
+    assert entries == [
+        ("unapplied 1 migration", "success"),
+        ("applied 1 migration", "success"),
+        ("unapplied 1 migration", "success"),  # --no-backup: no backup, logged all the same
+    ]
+
+
+def test_plan_message_counts_each_direction():
+    from dbtools.management.commands.migrate import plan_message
+
+    assert plan_message([(None, False)] * 3) == "applied 3 migrations"
+    assert plan_message([(None, True)] * 2) == "unapplied 2 migrations"
+    assert plan_message([(None, False), (None, True)]) == "applied 1 migration, unapplied 1 migration"
+
+
+def test_the_first_migrate_of_an_empty_database_is_logged(manage_py):
+    url, drop = empty_database_url()
+    read_log = (
+        "import json; from dbtools.models import OperationLog; "
+        "print(json.dumps(list(OperationLog.objects.values_list('operation', 'outcome', 'message'))))"
+    )
+    try:
+        done = manage_py("migrate", "-v", "0", env={"DATABASE_URL": url})
+        assert done.returncode == 0, done.stderr
+        log = manage_py("shell", "-v", "0", "-c", read_log, env={"DATABASE_URL": url})
+        assert log.returncode == 0, log.stderr
+        [(operation, outcome, message)] = json.loads(log.stdout)
+        assert (operation, outcome) == ("migrate", "success")
+        assert re.fullmatch(r"applied \d+ migrations", message), message
+        again = manage_py("migrate", "-v", "0", env={"DATABASE_URL": url})  # nothing to do: not logged
+        assert again.returncode == 0, again.stderr
+        assert len(json.loads(manage_py("shell", "-v", "0", "-c", read_log, env={"DATABASE_URL": url}).stdout)) == 1
+    finally:
+        drop()

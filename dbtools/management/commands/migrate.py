@@ -3,7 +3,8 @@
 Django's migrate, preceded by a pre-migrate backup (reason "pre-migrate") whenever there
 are migrations to apply or unapply and the database already holds tables. A failed
 backup stops the command before anything changes (exit 1, or 2 when it could not run).
-``--no-backup`` skips it; a fresh, empty database migrates without one.
+``--no-backup`` skips it; a fresh, empty database migrates without one. Every migrate
+that runs migrations is in the operations log ("applied N migrations", "unapplied N ...").
 """
 
 from django.core.management.base import CommandError
@@ -12,6 +13,7 @@ from django.core.management.commands.migrate import Command as DjangoMigrateComm
 from dbtools.backups import pre_migrate_backup
 from dbtools.errors import DbtoolsError
 from dbtools.oplog import record_operation
+from dbtools.schema_state import migration_plan
 
 
 class Command(DjangoMigrateCommand):
@@ -42,6 +44,13 @@ class Command(DjangoMigrateCommand):
             if backup is not None and backup.offsite and not backup.offsite["uploaded"]:
                 # The local backup protects this migration; the missing offsite copy is for backup --sync.
                 self.stderr.write(f"warning: the pre-migrate backup's offsite upload failed: {backup.offsite['error']}")
+        if plan is None and not (options["plan"] or options["check_unapplied"]):
+            # --no-backup, or a fresh, empty database (no backup, but logged all the same: the
+            # entry is written after the migration, once the log's table exists).
+            try:
+                plan = migration_plan(database, options["app_label"], options["migration_name"])
+            except Exception:  # a bad app label or migration name: Django's migrate says it better
+                plan = None
         if not plan:
             return super().handle(*args, **options)
         with record_operation("migrate", database=database) as record:
@@ -49,5 +58,12 @@ class Command(DjangoMigrateCommand):
             if backup is not None:
                 record.file = str(backup.path)
                 record.checksum = backup.manifest.sha256
-            record.message = f"{len(plan)} migrations"
+            record.message = plan_message(plan)
             return super().handle(*args, **options)
+
+
+def plan_message(plan) -> str:
+    """ "applied 3 migrations", "unapplied 1 migration" (both, when a plan has both)."""
+    backwards = sum(1 for _, back in plan if back)
+    counts = (("applied", len(plan) - backwards), ("unapplied", backwards))
+    return ", ".join(f"{verb} {n} migration{'' if n == 1 else 's'}" for verb, n in counts if n)
