@@ -72,6 +72,9 @@ def _check_restore_at(path: Path, engine: Engine, note: str | None, *, force: bo
         say("checking the file")
         manifest = check_file(path, engine, force, checks)
         result.backup_created_at = isoformat(manifest_field(manifest, "created_at"))
+        foreign = backups.foreign_source_note(manifest, engine)
+        if foreign:
+            result.notes.append(foreign)
         say("loading into a scratch database")
         with (
             loaded_scratch(engine, path, manifest, checks) as scratch,
@@ -117,17 +120,25 @@ def restore_backup(
     is downloaded and checked first, and its copy removed at the end (``fetched_source``).
     """
     engine, _ = _engine_of(database)
-    with fetched_source(source, latest=latest, engine=engine, force=force) as path:
-        return _restore_from(
-            path,
-            engine,
-            force=force,
-            safety_backup=safety_backup,
-            migrate=migrate,
-            confirm=confirm,
-            actor=actor,
-            progress=progress,
-        )
+    t0 = time.monotonic()
+    found = False
+    try:
+        with fetched_source(source, latest=latest, engine=engine, force=force) as path:
+            found = True
+            return _restore_from(
+                path,
+                engine,
+                force=force,
+                safety_backup=safety_backup,
+                migrate=migrate,
+                confirm=confirm,
+                actor=actor,
+                progress=progress,
+            )
+    except RestoreRefused as exc:
+        if not found:  # no backup to restore (--latest finds none of this database's): journalled too
+            _journal_refusal(Path(str(source or "--latest")), database, actor, "refused", exc, t0)
+        raise
 
 
 def _restore_from(
@@ -160,6 +171,9 @@ def _restore_from(
                 backup_reason=manifest_field(manifest, "reason"),
                 swap=engine.swap_description(),
             )
+            foreign = backups.foreign_source_note(manifest, engine)
+            if foreign:
+                result.warnings.append(foreign)
             safety = SafetyBackup(engine, actor, say) if safety_backup else None
             try:
                 _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, checks, result, safety, say)
@@ -207,6 +221,7 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
                 rows_backup=backup_counts,
                 pending_migrations=pending if migrate else [],
                 safety_backup=safety is not None,
+                backup_of=backups.foreign_source_note(manifest, engine) or "",
             )
             if not confirm(plan):
                 raise RestoreRefused("restore cancelled; nothing was changed")
@@ -226,11 +241,13 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
                 say=say,
             )
             record.details = {
+                "backup_of": backups.source_of(manifest),
                 "safety_backup": result.safety_backup,
                 "migrations_applied": result.migrations_applied,
                 "rows_after": result.rows_after,
             }
-            record.message = f"restored {path.name}"
+            foreign = backups.foreign_source_note(manifest, engine)
+            record.message = f"restored {path.name}" + (f" ({foreign})" if foreign else "")
 
 
 def _journal_refusal(path: Path, database: str, actor: str | None, outcome: str, exc, t0: float) -> None:
