@@ -40,6 +40,9 @@ class BackupManifest:
     server_version: str = ""
     database_alias: str = "default"
     database_name: str = ""
+    # Where the database lives beyond its name (Engine.database_identity): SQLite the file's
+    # real path, a server's own identity. Absent in older manifests (matched by name).
+    database_identity: str = ""
     created_at: str = ""
     reason: str = "manual"
     actor: str = ""
@@ -138,7 +141,8 @@ def _is_names(value) -> bool:
 
 # Each field: (check, what it must be). Fields absent from the file take their defaults,
 # except the required ones.
-TEXT_FIELDS = ("file", "engine", "server_version", "database_alias", "database_name", "reason", "actor")
+TEXT_FIELDS = ("file", "engine", "server_version", "database_alias", "database_name", "database_identity")
+TEXT_FIELDS += ("reason", "actor")
 TEXT_FIELDS += ("dump_format", "tool")
 REQUIRED_FIELDS = ("format_version", "engine", "created_at", "sha256", "size", "compression", "row_counts")
 FIELD_RULES = {

@@ -25,9 +25,12 @@ from .catalogue import (
     clean_leftovers,
     clean_scratch_leftovers,
     database_key,
+    foreign_source_note,
+    is_of,
     latest_verified_backup,
     list_backups,
     newest_to_restore,
+    source_of,
 )
 from .offsite import (
     OffsiteStore,
@@ -68,6 +71,9 @@ __all__ = [
     "count_rows",
     "create_backup",
     "database_key",
+    "foreign_source_note",
+    "is_of",
+    "source_of",
     "delete_offsite_copies",
     "fetch_latest",
     "fetch_named",

@@ -9,8 +9,9 @@ all read the directory through this module, and it imports none of them.
   databases of killed runs: ``clean_scratch_leftovers``).
 - The listing: ``list_backups`` (one ``BackupInfo`` per file, a bad entry listed with its
   problem), ``latest_verified_backup``.
-- Whose backup: ``belongs_to`` (the manifest's engine and database, not the alias),
-  ``database_key`` (retention's grouping), ``newest_to_restore`` (``restore --latest``).
+- Whose backup: ``belongs_to`` (the manifest's engine, database name and identity, not the
+  alias: the one rule, see "whose backup" below), ``newest_to_restore`` (``restore --latest``),
+  ``source_of`` / ``foreign_source_note`` (naming the database a backup is of).
 """
 
 import logging
@@ -94,6 +95,8 @@ class BackupInfo:
             "signed": self.signed,
             "signature": self.signature,
             "database_alias": self.manifest.database_alias if self.manifest else None,
+            "database_name": self.manifest.database_name if self.manifest else None,
+            "database_identity": self.manifest.database_identity if self.manifest else None,
             "sha256": self.manifest.sha256 if self.manifest else None,
             "locations": self.locations,
         }
@@ -248,24 +251,43 @@ def _backup_info(entry, stat, known, keys: Keyring) -> BackupInfo | None:
 
 
 # --- whose backup ----------------------------------------------------------------------
+#
+# The one rule, used by health, the dashboard, dbstats, --latest and retention: a backup is
+# a database's when its manifest's engine, database name and database identity (where the
+# database lives: SQLite its file's real path, a server its own identity) are the
+# database's (Engine.is_own). A manifest without the identity (older ones) is matched by
+# engine and name. The alias never counts: two installations may both call theirs "default".
 
 
 def belongs_to(manifest, database: str) -> bool:
-    """Whether a backup's manifest says it is of ``database``: its engine and its database's
-    name (Engine.backup_identity), not the alias, which another installation may share."""
+    """Whether a backup's manifest says it is of ``database`` (the rule above)."""
     return is_of(manifest, get_engine(database))
 
 
 def is_of(manifest, engine: Engine) -> bool:
     """belongs_to for an Engine already resolved."""
-    return (
-        manifest is not None and manifest.engine == engine.vendor and manifest.database_name == engine.backup_identity()
-    )
+    return manifest is not None and engine.is_own(manifest.engine, manifest.database_name, manifest.database_identity)
 
 
-def database_key(manifest) -> tuple[str, str]:
-    """Which database a manifest is of, as a key: retention prunes each database on its own."""
-    return (manifest.engine, manifest.database_name)
+def database_key(manifest) -> tuple[str, str, str]:
+    """Which database a manifest is of, as a key (engine, name, identity)."""
+    return (manifest.engine, manifest.database_name, manifest.database_identity)
+
+
+def source_of(manifest) -> str:
+    """The database a backup is of, for messages: its name and, when recorded, where it lives."""
+    if manifest is None:
+        return "an unknown database (no manifest)"
+    where = f" at {manifest.database_identity}" if manifest.database_identity else ""
+    return f"'{manifest.database_name}'{where}"
+
+
+def foreign_source_note(manifest, engine: Engine) -> str | None:
+    """A line for the prompt, --check and the log when a backup is not this database's own
+    (a new machine's restore of the old one's backup, a restore by file name), else None."""
+    if manifest is None or is_of(manifest, engine):
+        return None
+    return f"the backup is of another database: {source_of(manifest)}"
 
 
 def latest_verified_backup(directory=None, engine: str | None = None, database: str | None = None) -> BackupInfo | None:
@@ -286,21 +308,27 @@ def latest_verified_backup(directory=None, engine: str | None = None, database: 
 
 def newest_to_restore(candidates, database: str):
     """``restore --latest``'s choice among ``candidates`` (newest first; each has ``.manifest``,
-    verified and signed): the newest of this database; on a new machine, whose database has
-    none yet, the newest of this engine if they are all of one database (the old machine's).
-    Backups of several other databases and none of this one: RestoreRefused naming them, so
-    a restore never picks another database's backup by guesswork. None when there is none."""
+    verified and signed): the newest of this database (belongs_to).
+
+    On a new machine, whose database has none yet, the newest of the old machine's database:
+    only backups whose source cannot be a database of this machine count
+    (Engine.source_elsewhere: a SQLite file that does not exist here, another server), and
+    only when they are all of one database. Otherwise, with backups of other databases and
+    none of this one: RestoreRefused naming them, so a restore never picks another live
+    database's backup by guesswork. None when there is no backup of this engine at all."""
     engine = get_engine(database)
     usable = [c for c in candidates if c.manifest is not None and c.manifest.engine == engine.vendor]
     for candidate in usable:
         if is_of(candidate.manifest, engine):
             return candidate
-    names = sorted({c.manifest.database_name for c in usable})
-    if len(names) == 1:
-        return usable[0]
-    if names:
+    elsewhere = [c for c in usable if engine.source_elsewhere(c.manifest.database_identity)]
+    if len({database_key(c.manifest) for c in elsewhere}) == 1:
+        return elsewhere[0]
+    sources = sorted({source_of(c.manifest) for c in usable})
+    if sources:
         raise RestoreRefused(
-            f"no backup of database '{engine.backup_identity()}', and backups of {len(names)} other "
-            f"{engine.display_name} databases ({', '.join(names[:5])}): restore one by its file name"
+            f"no backup of this database ('{engine.backup_identity()}' at {engine.database_identity() or 'unknown'}) "
+            f"and no single other machine's to fall back on; backups of {len(sources)} other "
+            f"{engine.display_name} database(s): {', '.join(sources[:5])}: restore one by its file name"
         )
     return None

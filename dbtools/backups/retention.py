@@ -1,7 +1,9 @@
 """Retention: which backups a keep-last/daily/weekly/monthly policy keeps, and pruning the rest.
 
-Only verified backups signed by this installation count toward a policy, and only they
-are ever deleted; the newest of them of each database is always kept; no policy deletes
+A prune is one database's: only its backups (catalogue.belongs_to: engine, name and
+identity) count and are deleted; another database's in the same directory are left to its
+own prune. Only verified backups signed by this installation count toward a policy, and only they
+are ever deleted; the newest of them is always kept; no policy deletes
 nothing. A planted manifest claiming a newer verified backup therefore cannot push real
 backups out, and a bad entry (a manifest that is unreadable or wrong) is left alone. A day,
 ISO week or month "counts" when it holds a verified backup; the newest backup of each
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 
+from ..engines import get_engine
 from ..manifest import manifest_path
 from ..oplog import record_operation
-from .catalogue import database_key, list_backups
+from .catalogue import is_of, list_backups
 from .offsite import delete_offsite_copies
 
 
@@ -65,10 +69,12 @@ class PruneResult:
     ignored: dict[str, str] = field(default_factory=dict)
     offsite_deleted: list[str] = field(default_factory=list)  # their offsite copies (backups.offsite)
     offsite_error: str = ""
+    others: int = 0  # backups of other databases in the directory: not this prune's
 
     def as_dict(self) -> dict:
         return {
             "policy": self.policy.as_dict(),
+            "other_databases_backups": self.others,
             "dry_run": self.dry_run,
             "kept": self.kept,
             "deleted": self.deleted,
@@ -111,53 +117,58 @@ def select_kept(backups, policy: RetentionPolicy) -> dict[str, list[str]]:
     return dict(keep)
 
 
-def prune_backups(policy: RetentionPolicy, directory=None, dry_run: bool = False) -> PruneResult:
-    """Delete the verified, signed backups (with their manifests) that ``policy`` does not keep.
+def prune_backups(
+    policy: RetentionPolicy, directory=None, dry_run: bool = False, database: str = DEFAULT_DB_ALIAS
+) -> PruneResult:
+    """Delete the verified, signed backups of ``database`` (with their manifests) that ``policy`` does not keep.
 
-    Backups are grouped by the database they are of (engine and database, not the alias:
-    catalogue.database_key), so two databases sharing a directory are each pruned on their
-    own. Every prune that deletes is in the operations log. Unverified or unsigned backups, bad entries,
+    Only the backups of ``database`` count and go (catalogue.is_of: its engine, name and
+    identity, not the alias); another database's backups in the same directory are left to
+    its own prune and counted in ``others``. Every prune that deletes is in the operations
+    log of ``database``. Unverified or unsigned backups, bad entries,
     files that are not our backups, and everything when the policy is empty are left
     alone. A file that cannot be deleted is reported in ``ignored``, not raised. With an
     offsite store, the copies of the deleted backups are deleted there too (only those:
     the same policy in both places; the store's failure is ``offsite_error``, not raised).
     """
     result = PruneResult(policy=policy, dry_run=dry_run)
-    groups: dict[tuple, list] = defaultdict(list)
+    engine = get_engine(database)
+    infos = []
     for info in list_backups(directory):
         if info.manifest is None or info.problem:
             result.ignored[info.name] = info.problem or "no manifest"
+        elif not is_of(info.manifest, engine):
+            result.others += 1
         elif not info.verified:
             result.ignored[info.name] = "not verified: does not count and is not pruned"
         elif not info.signed:
             result.ignored[info.name] = f"not signed by this installation ({info.signature}): does not count"
         else:
-            groups[database_key(info.manifest)].append(info)
-    for infos in groups.values():
-        kept = select_kept(infos, policy)
-        result.kept.update(kept)
-        for info in sorted(infos, key=lambda b: (b.created_at, b.name)):
-            if info.name in kept:
+            infos.append(info)
+    kept = select_kept(infos, policy)
+    result.kept.update(kept)
+    for info in sorted(infos, key=lambda b: (b.created_at, b.name)):
+        if info.name in kept:
+            continue
+        if not dry_run:
+            try:
+                Path(info.path).unlink(missing_ok=True)
+                manifest_path(info.path).unlink(missing_ok=True)
+            except OSError as exc:
+                result.ignored[info.name] = f"could not be deleted: {exc.strerror or exc}"
                 continue
-            if not dry_run:
-                try:
-                    Path(info.path).unlink(missing_ok=True)
-                    manifest_path(info.path).unlink(missing_ok=True)
-                except OSError as exc:
-                    result.ignored[info.name] = f"could not be deleted: {exc.strerror or exc}"
-                    continue
-            result.deleted.append(info.name)
+        result.deleted.append(info.name)
     if not dry_run:
         result.offsite_deleted, result.offsite_error = delete_offsite_copies(result.deleted)
         if result.deleted:
-            _log_prune(result)
+            _log_prune(result, database)
     return result
 
 
-def _log_prune(result: PruneResult) -> None:
-    """One operations-log entry per prune that deleted anything: which files, and the policy
-    that let them go (what it kept, and why)."""
-    with record_operation("prune") as record:
+def _log_prune(result: PruneResult, database: str) -> None:
+    """One entry in ``database``'s operations log per prune that deleted anything: which
+    files, and the policy that let them go (what it kept, and why)."""
+    with record_operation("prune", database=database) as record:
         record.message = f"deleted {len(result.deleted)} backup(s): {', '.join(result.deleted[:10])}"
         record.details = {
             "deleted": result.deleted,

@@ -132,7 +132,7 @@ def create_backup(
         pruned = None
         policy = retention if retention is not None else RetentionPolicy.from_settings()
         if not policy.is_empty:
-            pruned = prune_backups(policy, directory)
+            pruned = prune_backups(policy, directory, database=database)
         uploaded = _upload_offsite(path, record) if offsite else None
     return BackupResult(
         path=path,
@@ -232,6 +232,7 @@ def _write_backup(engine: Engine, directory, compression, verify, reason, actor,
             server_version=engine.server_version(),
             database_alias=engine.alias,
             database_name=engine.backup_identity(),
+            database_identity=engine.database_identity(),
             created_at=iso_utc(when),
             reason=reason,
             actor=actor,

@@ -10,7 +10,8 @@ The result types (``Check``, ``DumpOutcome``, ``ScratchDatabase``, ...) are in
 
 Sections (each owned by one feature; edit only yours, append within it):
 - identity: vendor, display name, server version, a description without secrets,
-  reachability, which database a backup is of, recognising its own dump files;
+  reachability, which database a backup is of (its name and where it lives:
+  ``backup_identity``, ``database_identity``, ``is_own``), recognising its own dump files;
 - backup: dump a consistent snapshot, check a dump's structure, count rows;
 - restore: load a dump into a scratch database (also used by ``--verify full`` and
   ``restore --check``), replace the live database atomically with it;
@@ -44,6 +45,9 @@ from django.db import connections, transaction
 from ..errors import CouldNotRun, DatabaseUnreachable
 from ..formatting import first_line
 from .results import Check, DumpOutcome, SalvageResult, ScratchDatabase, TableComparison
+
+# Engine.database_identity's answers by (vendor, HOST, PORT): a server's identity does not change.
+_SERVER_IDENTITIES: dict[tuple[str, str, str], str] = {}
 
 
 class Engine(ABC):
@@ -102,6 +106,43 @@ class Engine(ABC):
         --latest and retention count a backup only for its database, whatever alias or URL
         spelling reached it: the database's name on its server."""
         return str(self.settings_dict["NAME"])
+
+    def database_identity(self) -> str:
+        """Where the database lives beyond its name (the manifest's ``database_identity``):
+        SQLite the file's real path; a server's own identity (PostgreSQL the cluster's system
+        identifier, MariaDB its hostname, port and data directory), asked once per process
+        and server. "" when it cannot be told (the server does not answer): then a backup is
+        matched by its engine and name alone, as manifests without the field are."""
+        key = (self.vendor, self.settings_dict.get("HOST") or "", str(self.settings_dict.get("PORT") or ""))
+        if key not in _SERVER_IDENTITIES:
+            try:
+                identity = self.server_identity()
+            except Exception:  # unreachable, no privilege: unknown, and asked again next time
+                return ""
+            if not identity:
+                return ""
+            _SERVER_IDENTITIES[key] = identity
+        return _SERVER_IDENTITIES[key]
+
+    def server_identity(self) -> str:
+        """The server's own identity, the same whatever address reaches it (database_identity)."""
+        return ""
+
+    def is_own(self, vendor: str, name: str, identity: str) -> bool:
+        """Whether a backup (or journal entry) of ``vendor``'s database ``name`` at ``identity``
+        is of this database: engine, name and identity match; an identity missing on either
+        side (an older manifest, a server that does not answer) leaves engine and name."""
+        if vendor != self.vendor or name != self.backup_identity():
+            return False
+        own = self.database_identity() if identity else ""
+        return not identity or not own or identity == own
+
+    def source_elsewhere(self, identity: str) -> bool:
+        """Whether a backup recorded at ``identity`` cannot be of another database of this
+        machine (``restore --latest`` on a new machine): its server is not this one. False
+        when that cannot be told (no identity recorded, this server's unknown)."""
+        own = self.database_identity()
+        return bool(identity and own and identity != own)
 
     @staticmethod
     @abstractmethod

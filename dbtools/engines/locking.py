@@ -63,9 +63,15 @@ def dedicated_connection(engine, name: str | None = None):
 # --- SQLite -----------------------------------------------------------------------
 
 
+def real_database_file(database_file: str | os.PathLike) -> Path:
+    """A SQLite database's identity: its file's real absolute path (symlinks resolved), the
+    key of its lock and the ``database_identity`` its backups record."""
+    return Path(os.path.realpath(database_file))
+
+
 def sqlite_lock_path(database_file: str | os.PathLike) -> Path:
     """The lock file beside the database's real file: a symlink to it meets the same lock."""
-    real = Path(os.path.realpath(database_file))
+    real = real_database_file(database_file)
     return real.with_name(f".{real.name}.dbtools-lock")
 
 

@@ -31,6 +31,14 @@ class MySQLEngine(MySQLBackupMixin, MySQLRestoreMixin, MySQLMonitoringMixin, MyS
             cursor.execute("SELECT VERSION()")
             return cursor.fetchone()[0]
 
+    def server_identity(self) -> str:
+        """The server as it names itself: hostname, port and data directory (the same
+        through every address that reaches it)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT @@hostname, @@port, @@datadir")
+            host, port, datadir = cursor.fetchone()
+        return f"{host}:{port}:{datadir}"
+
     # --- restore (mysql_restore) ---------------------------------------------
 
     validate_scratch_before_swap = True

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from django.db import transaction
+
 from . import locking
 from .base import Engine
 from .postgresql_dump import PostgreSQLDumpMixin
@@ -50,6 +52,13 @@ class PostgreSQLEngine(PostgreSQLDumpMixin, PostgreSQLSwapMixin, PostgreSQLMonit
         with self.connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             return cursor.fetchone()[0]
+
+    def server_identity(self) -> str:
+        """The cluster's system identifier (pg_control_system()): one per initdb, the same
+        through every address of the server, another for another server."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            cursor.execute("SELECT system_identifier FROM pg_control_system()")
+            return f"system_identifier {cursor.fetchone()[0]}"
 
     # --- connections (the dump itself: postgresql_dump) --------------------
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..streams import CHUNK, unique_suffix
+from .locking import real_database_file
 from .results import Check, DumpOutcome, expected_tables_check
 from .sqlite_files import check_expressions, connect_inert, file_uri, pragma_lines, quote_ident
 
@@ -35,6 +36,15 @@ class SQLiteDumpMixin:
         """The file's name: the same on a new machine that restores the old one's backups into
         the same place (instance/mcmanager.sqlite3), different for another database file."""
         return Path(self.settings_dict["NAME"]).name
+
+    def database_identity(self) -> str:
+        """The file's real path, as its lock resolves it: two files of one name in two
+        directories are two databases; a symlink to the file is the same one."""
+        return str(real_database_file(self.settings_dict["NAME"]))
+
+    def source_elsewhere(self, identity: str) -> bool:
+        """A file that does not exist here: no database of this machine can be its source."""
+        return bool(identity) and not os.path.lexists(identity)
 
     def plaintext_workdir(self, backup_directory):
         """Beside the live file: the snapshot of an encrypted backup is as plain as the database

@@ -117,6 +117,7 @@ class RestorePlan:
     rows_backup: dict[str, int]
     pending_migrations: list[str]
     safety_backup: bool
+    backup_of: str = ""  # backups.foreign_source_note: the backup is another database's
 
     def describe(self) -> str:
         created = self.backup_created_at or "unknown time (no manifest)"
@@ -127,6 +128,8 @@ class RestorePlan:
             f"  backup: {Path(self.path).name}, made {created}{reason}",
             f"          {format_counts(self.rows_backup)}",
         ]
+        if self.backup_of:
+            lines.append(f"  NOTE: {self.backup_of}")
         if self.pending_migrations:
             lines.append(f"  then {len(self.pending_migrations)} pending migration(s) are applied to it")
         if self.safety_backup:

@@ -73,6 +73,9 @@ def _check_restore_at(path: Path, engine: Engine, note: str | None, *, force: bo
         say("checking the file")
         manifest = check_file(path, engine, force, checks)
         result.backup_created_at = isoformat(manifest_field(manifest, "created_at"))
+        foreign = backups.foreign_source_note(manifest, engine)
+        if foreign:
+            result.notes.append(foreign)
         say("loading into a scratch database")
         with (
             loaded_scratch(engine, path, manifest, checks) as scratch,
@@ -170,6 +173,9 @@ def _restore_from(
                 backup_reason=manifest_field(manifest, "reason"),
                 swap=engine.swap_description(),
             )
+            foreign = backups.foreign_source_note(manifest, engine)
+            if foreign:
+                result.warnings.append(foreign)
             safety = SafetyBackup(engine, actor, say) if safety_backup else None
             try:
                 _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, checks, result, safety, say)
@@ -237,6 +243,7 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
                 rows_backup=backup_counts,
                 pending_migrations=pending if migrate else [],
                 safety_backup=safety is not None,
+                backup_of=backups.foreign_source_note(manifest, engine) or "",
             )
             if not confirm(plan):
                 raise RestoreRefused("restore cancelled; nothing was changed")
@@ -258,11 +265,13 @@ def _load_check_swap(engine, path, manifest, force, migrate, confirm, actor, che
                 validation=validation,
             )
             record.details = {
+                "backup_of": backups.source_of(manifest),
                 "safety_backup": result.safety_backup,
                 "migrations_applied": result.migrations_applied,
                 "rows_after": result.rows_after,
             }
-            record.message = f"restored {path.name}"
+            foreign = backups.foreign_source_note(manifest, engine)
+            record.message = f"restored {path.name}" + (f" ({foreign})" if foreign else "")
 
 
 def _journal_refusal(path: Path, database: str, actor: str | None, outcome: str, exc, t0: float) -> None:

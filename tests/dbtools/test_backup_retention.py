@@ -17,10 +17,11 @@ from dbtools.manifest import BackupManifest, manifest_path, write_manifest
 
 
 def fake_backup(
-    directory, when: datetime, *, verified=True, engine="sqlite", alias="default", database=None, ext="sqlite3.zst"
+    directory, when: datetime, *, verified=True, engine=None, alias="default", database=None, ext="sqlite3.zst"
 ):
     """A signed manifest (and 64 random bytes) of a backup of ``database`` (default: the
-    test database's name, as Engine.backup_identity gives it)."""
+    test database's name, as Engine.backup_identity gives it) of ``engine`` (default: the
+    test database's; without a database identity, as older manifests)."""
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"db_backup_{when:%Y%m%d_%H%M%S}.{ext}"
@@ -30,7 +31,7 @@ def fake_backup(
         path,
         BackupManifest(
             file=path.name,
-            engine=engine,
+            engine=engine or get_engine("default").vendor,
             database_alias=alias,
             database_name=database if database is not None else get_engine("default").backup_identity(),
             created_at=when.isoformat(),

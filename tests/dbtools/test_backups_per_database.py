@@ -30,6 +30,9 @@ from .restore_helpers import data_digest, make_data
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OTHER_ENGINE = {"sqlite": "postgresql", "postgresql": "mysql", "mysql": "sqlite"}
+# A database identity that is no database of this machine: no such SQLite file here, no
+# server's identity.
+ELSEWHERE = "old-machine:gone/mcmanager.sqlite3"
 
 
 def _foreign_copy(source: Path, hours_newer: float, **changes) -> Path:
@@ -63,10 +66,10 @@ def test_each_database_sees_only_its_own_backups():
     out = StringIO()
     call_command("restore", "--check", "--latest", stdout=out)
     assert own.name in out.getvalue()
-    # Retention prunes each database on its own: keep-last 1 keeps one of each.
+    # Retention prunes this database's backups only: the others' are not its to keep or delete.
     result = prune_backups(RetentionPolicy(keep_last=1))
-    assert result.deleted == []
-    assert {own.name, other_db.name, other_engine.name} <= set(result.kept)
+    assert result.deleted == [] and set(result.kept) == {own.name} and result.others == 2
+    assert other_db.exists() and other_engine.exists()
 
 
 def test_only_other_databases_backups_is_no_backup():
@@ -95,11 +98,12 @@ def test_restore_latest_takes_this_databases_backup():
 
 def test_a_new_machine_restores_the_only_other_databases_backup_but_never_guesses():
     """restore --latest on a database with no backup of its own (a new machine): the newest
-    backup of this engine when all are of one database; refused, naming them, when several."""
+    backup of the old machine's database (recorded elsewhere: a path that does not exist
+    here, another server) when all are of one database; refused, naming them, when several."""
     make_data("old")
     expected = data_digest()
     own = create_backup().path
-    old_machine = _foreign_copy(own, 1, database_name="old-machine-db")
+    old_machine = _foreign_copy(own, 1, database_name="old-machine-db", database_identity=ELSEWHERE)
     own.unlink()
     manifest_path(own).unlink()
     make_data("new")
@@ -112,5 +116,5 @@ def test_a_new_machine_restores_the_only_other_databases_backup_but_never_guesse
         b.path.unlink()
         manifest_path(b.path).unlink()
     _foreign_copy(old_machine, 2, database_name="staging-db")  # 2: another name than old_machine's
-    with pytest.raises(CommandError, match="backups of 2 other .* databases \\(old-machine-db, staging-db\\)"):
+    with pytest.raises(CommandError, match="backups of 2 other .* database\\(s\\): 'old-machine-db'.*'staging-db'"):
         call_command("restore", "--latest", "--noinput", stdout=StringIO())

@@ -23,6 +23,7 @@ from pyrage import x25519
 from dbtools.backups import RetentionPolicy, create_backup, list_backups, offsite, read_manifest
 from dbtools.models import OperationLog
 from dbtools.monitoring import DEGRADED, HEALTHY, backup_state, check_backup_freshness, health_report
+from dbtools.signing import SigningKey, sign
 
 from ..conftest import database_url_for, signing_env
 from .backup_support import empty_database_url
@@ -418,6 +419,22 @@ def manage(instance: Path, database_url: str, server, *args, extra: dict | None 
     )
 
 
+def from_another_server(first: Path) -> None:
+    """Make the bucket's manifests say what a real old machine's say: that their database
+    lived on another server. Both "machines" here share one database server (one SQLite
+    directory), so the new machine would see a live database of its own server and rightly
+    refuse the fallback of restore --latest; the manifests are signed again with the first
+    machine's key, as it would have signed them."""
+    key = SigningKey((first / "backup_signing_key").read_text().strip().encode(), "machine1")
+    client = s3()
+    for entry in client.list_objects_v2(Bucket="backups", Prefix=PREFIX)["Contents"]:
+        if entry["Key"].endswith(".json"):
+            fields = json.loads(client.get_object(Bucket="backups", Key=entry["Key"])["Body"].read())
+            fields["database_identity"] = "old-machine:gone"
+            fields["signature"] = sign(fields, key)
+            client.put_object(Bucket="backups", Key=entry["Key"], Body=json.dumps(fields).encode())
+
+
 def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
     make_data("a")
     expected = data_digest()
@@ -426,6 +443,7 @@ def test_backup_on_one_machine_restores_on_a_new_one(store, tmp_path):
     second.mkdir(mode=0o700)
     result = manage(first, database_url_for(), store, "backup")
     assert result.returncode == 0, result.stderr
+    from_another_server(first)
     # The one thing carried over besides the environment: the old machine's signing key.
     key = (first / "backup_signing_key").read_bytes()
     fd = os.open(second / "backup_signing_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -473,6 +491,7 @@ def test_encrypted_offsite_backup_restores_on_a_new_machine_and_the_monitor_saw_
         second.mkdir(mode=0o700)
         result = manage(first, database_url_for(), store, "backup", extra=extra)
         assert result.returncode == 0, result.stderr
+        from_another_server(first)
         objects = boto3.client("s3").list_objects_v2(Bucket="backups", Prefix=PREFIX)["Contents"]
         backup_key = next(o["Key"] for o in objects if not o["Key"].endswith(".json"))
         body = boto3.client("s3").get_object(Bucket="backups", Key=backup_key)["Body"].read()

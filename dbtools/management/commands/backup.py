@@ -25,6 +25,11 @@ from dbtools.formatting import format_bytes
 from dbtools.heartbeat import heartbeat
 
 
+def database_of(info) -> str:
+    """The --list column naming the database a backup is of (its manifest's name)."""
+    return info.manifest.database_name or "-" if info.manifest else "-"
+
+
 def _count(value: str) -> int:
     n = int(value)
     if n < 0:
@@ -58,7 +63,12 @@ class Command(BaseCommand):
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--list", action="store_true", help="List the backups, newest first.")
         mode.add_argument("--check", metavar="FILE", help="Verify an existing backup (at the --verify level).")
-        mode.add_argument("--prune", action="store_true", help="Apply the retention policy without a new backup.")
+        mode.add_argument(
+            "--prune",
+            action="store_true",
+            help="Apply the retention policy to this database's backups (--database) without a new backup; "
+            "other databases' backups in the directory are left alone.",
+        )
         mode.add_argument(
             "--sync",
             action="store_true",
@@ -70,12 +80,19 @@ class Command(BaseCommand):
             action="store_true",
             help="With --check: check a backup whose manifest is not signed by this installation's key.",
         )
-        for rule in ("last", "daily", "weekly", "monthly"):
+        keeps = {
+            "last": "the N newest backups",
+            "daily": "the newest backup of each of the last N days that have one",
+            "weekly": "the newest backup of each of the last N ISO weeks that have one",
+            "monthly": "the newest backup of each of the last N months that have one",
+        }
+        for rule, what in keeps.items():
             parser.add_argument(
                 f"--keep-{rule}",
                 type=_count,
                 metavar="N",
-                help=f"Retention: keep {rule} N verified backups (default: MCMANAGER_KEEP_{rule.upper()}).",
+                help=f"Retention of this database's verified, signed backups: keep {what} "
+                f"(default: MCMANAGER_KEEP_{rule.upper()}).",
             )
 
     def handle(self, *args, **options):
@@ -114,7 +131,9 @@ class Command(BaseCommand):
                     )
                     return self.show_check(result, options)
                 if options["prune"]:
-                    result = prune_backups(policy, options["output_dir"], dry_run=options["dry_run"])
+                    result = prune_backups(
+                        policy, options["output_dir"], dry_run=options["dry_run"], database=options["database"]
+                    )
                     return self.show_prune(result, options)
                 result = create_backup(
                     database=options["database"],
@@ -168,7 +187,7 @@ class Command(BaseCommand):
             where = "both" if len(info.locations) == 2 else info.locations[0]
             self.stdout.write(
                 f"{info.name}  {info.created_at:%Y-%m-%d %H:%M:%S}Z  {format_bytes(info.size):>10}  {where:<7}  "
-                f"{info.engine or '-':<10} {info.reason or '-':<12} {signed:<9} {status}"
+                f"{info.engine or '-':<10} {database_of(info):<20} {info.reason or '-':<12} {signed:<9} {status}"
                 + (f"  schema {info.schema}" if info.schema else "")
                 + (f"  ({info.signature})" if info.signed is False else "")
             )
@@ -217,3 +236,5 @@ class Command(BaseCommand):
             self.stdout.write(f"keep: {name} ({', '.join(reasons)})")
         for name, why in sorted(result.ignored.items(), reverse=True):
             self.stdout.write(f"left alone: {name} ({why})")
+        if result.others:
+            self.stdout.write(f"left alone: {result.others} backup(s) of other databases (their own prune's)")
