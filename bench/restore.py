@@ -27,9 +27,9 @@ same guarantee from SQLite's own tools is the copy followed by ``sqlite3 -readon
 servers here, so the reference takes the faster). The machine is shared: absolute seconds move
 with its load, the ratios much less.
 
-    python bench/restore.py                          # all reachable engines, scale 0.1
-    python bench/restore.py --engines sqlite --scale 0.2
-    python bench/restore.py --scale 1.0 --runs 3     # the issue's size (1,000,000 servers)
+    python bench/restore.py                          # all reachable engines, 1,000,000 servers (the issue's size)
+    python bench/restore.py --engines sqlite --scale 0.3
+    python bench/restore.py --scale 0.1 --runs 1     # a quick look
 """
 
 from __future__ import annotations
@@ -424,7 +424,7 @@ def parse_args(argv=None):
     )  # fmt: skip
     parser.add_argument("--engines", default=",".join(SUITES), help=f"comma-separated subset of {', '.join(SUITES)}")
     parser.add_argument(
-        "--scale", type=float, default=0.1, help="1.0 = 100,000 users / 1,000,000 servers (default 0.1)"
+        "--scale", type=float, default=1.0, help="1.0 = 100,000 users / 1,000,000 servers (the default)"
     )
     parser.add_argument("--runs", type=int, default=3, help="rounds, ours and the reference in each (default 3)")
     parser.add_argument(

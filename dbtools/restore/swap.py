@@ -87,8 +87,9 @@ def swap_stage(
             integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
     elif engine.validate_scratch_before_swap:
-        # The swap moves the scratch whole (its content unchanged): validate it while
-        # prepare_swap() gathers its statistics, on the other core, rather than after.
+        # The swap moves the scratch whole (its content unchanged): validate it now, while
+        # prepare_swap() does whatever the engine needs (MariaDB: nothing; PostgreSQL's
+        # statistics are gathered after the swap), rather than the live database after.
         say("validating the scratch database before the swap")
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-validate")
         checking = pool.submit(_validate_scratch, engine, scratch)

@@ -111,3 +111,19 @@ def test_sqlite_schema_template_key_follows_the_migrations(backup_file):
     assert schema_template(full) == schema_template(list(full))
     # A plan that goes backwards is never cached.
     assert schema_template([(full[0][0], True)]) is None
+
+
+@pytest.mark.engines("postgresql")
+def test_postgresql_statistics_are_gathered_when_restore_returns(backup_file):
+    """pg_restore leaves no column statistics; the restore's ANALYZE (on a thread after the
+    swap, joined before it returns) has gathered them for the restored tables."""
+    make_data("b")
+    restore_backup(str(backup_file), safety_backup=False)
+    connections.close_all()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'servers_server'"
+        )
+        assert cursor.fetchone()[0] > 0
+        cursor.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'servers_server'")
+        assert cursor.fetchone()[0] is not None
