@@ -1,6 +1,7 @@
 """SQLite restore, the load: a dump written aside untouched, its schema read without trusting it,
-and a new scratch file built by our own migrations (a cached template when it can) with only
-the dump's rows copied in.
+and either the file itself, when its schema is exactly what our migrations make and
+integrity_check proves it, or a new scratch file built by our own migrations (a cached
+template when it can) with only the dump's rows copied in.
 
 SQLiteRestoreMixin holds these methods of SQLiteEngine (dbtools.engines.sqlite); the swap of
 the scratch into the live file is in sqlite_swap.py.
@@ -41,7 +42,7 @@ class SQLiteRestoreMixin:
     def load_into_scratch(self, source, workdir=None, level: str = "quick", defer_integrity: bool = False):
         """The dump (a path or an uncompressed stream) as a temporary SQLite file; removed on exit.
 
-        Nothing of the file's schema is used: the file is written aside as it came, its
+        Nothing of the file's schema is trusted: the file is written aside as it came, its
         sqlite_master read through a read-only, immutable connection that trusts no schema
         (a trigger, view, virtual table, generated column or table that is not ours is
         refused with ForeignContent), its structure checked there (quick_check;

@@ -90,14 +90,27 @@ def test_mysqlclients_ssl_dict_and_an_unknown_mode():
 
 
 @pytest.fixture
-def tls_options(monkeypatch):
-    """Set the test connection's OPTIONS as settings.py makes them from a URL query."""
+def tls_options():
+    """Set the test connection's OPTIONS as settings.py makes them from a URL query;
+    ``tls_options.reset()`` (and the fixture's end) puts the test's own back.
+
+    The connection is closed at each change: whichever query comes next connects with the
+    options in force (a connection still open from before would hide them). A test that
+    also uses the database lists ``transactional_db`` first, so its flush at the end runs
+    after the reset, over a connection without the TLS options."""
+    original = connection.settings_dict.get("OPTIONS")
 
     def use(query: str) -> None:
-        options = database_from_url(f"{BASE}?{query}")["OPTIONS"]
-        monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+        connection.close()
+        connection.settings_dict["OPTIONS"] = database_from_url(f"{BASE}?{query}")["OPTIONS"]
 
-    return use
+    def reset() -> None:
+        connection.close()
+        connection.settings_dict["OPTIONS"] = original
+
+    use.reset = reset
+    yield use
+    reset()
 
 
 @pytest.mark.engines("mysql")
@@ -122,7 +135,7 @@ def test_each_tools_argv_carries_the_flags(tls_options):
 
 
 @pytest.mark.engines("mysql")
-def test_required_tls_makes_each_tool_and_connection_fail_on_a_clear_text_server(tls_options, transactional_db):
+def test_required_tls_makes_each_tool_and_connection_fail_on_a_clear_text_server(transactional_db, tls_options):
     from dbtools.engines import get_engine
     from dbtools.errors import DatabaseUnreachable
 
@@ -144,6 +157,12 @@ def test_required_tls_makes_each_tool_and_connection_fail_on_a_clear_text_server
     cmd, env = engine._client_command("mariadb-dump")
     done = subprocess.run([*cmd, "--", name], env=env, capture_output=True, text=True)
     assert done.returncode != 0 and done.stdout == "" and "SSL is required" in done.stderr, done.stderr
+    # And Django's own connection: refused by the driver (verification asked for) or by the session check.
+    from django.db.utils import OperationalError
+
+    with pytest.raises(OperationalError, match="SSL is required|not encrypted"):
+        connection.ensure_connection()
+    tls_options.reset()
     with connection.cursor() as cursor:
         cursor.execute("SHOW TABLES LIKE 'tls_probe'")
         assert cursor.fetchall() == ()
