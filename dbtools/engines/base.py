@@ -36,7 +36,7 @@ documentation of every operation; cut into modules, the contract would be read i
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from django.core.management.color import no_style
@@ -273,6 +273,12 @@ class Engine(ABC):
 
     # Duplicate search on an indexed column: True when index probes beat GROUP BY ... HAVING.
     duplicates_by_index_probe = False
+
+    def grouping_in_key_order(self) -> AbstractContextManager:
+        """Around the count of duplicates of a unique field's plain columns (validation): what
+        makes the engine group the rows in their index's order rather than hash them, where
+        that is faster (default: nothing; PostgreSQL turns hash aggregation off)."""
+        return nullcontext()
 
     @abstractmethod
     def database_size(self) -> dict:

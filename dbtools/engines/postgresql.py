@@ -8,7 +8,7 @@ ones are its mixins: the dump and its checks (postgresql_dump), the swap of a re
 
 import os
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from django.db import transaction
@@ -145,6 +145,20 @@ class PostgreSQLEngine(PostgreSQLDumpMixin, PostgreSQLSwapMixin, PostgreSQLMonit
     # Duplicate search on an indexed column: a million index probes (about 1.3 s) beat
     # sorting a million strings under the database's collation (about 4 s).
     duplicates_by_index_probe = True
+
+    @contextmanager
+    def grouping_in_key_order(self):
+        """Hash aggregation off for one count of a unique field's duplicates, in a transaction
+        (a savepoint inside the caller's) whose SET LOCAL ends with it: the planner, which
+        does not know the key is unique until ANALYZE, hashes a million server names into
+        4 MiB of work_mem and spills (0.74 s at 1,000,000 servers), where walking the
+        unique index in order takes 0.31 s."""
+        with transaction.atomic(using=self.alias):
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_hashagg = off")
+            yield
+            with self.connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_hashagg = DEFAULT")  # the caller's transaction goes on
 
     # --- validation (dbtools.validation) -----------------------------------
 

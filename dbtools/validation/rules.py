@@ -160,6 +160,11 @@ def _duplicate_count(model, engine: Engine, keys: dict, condition: Q | None = No
     if nulls_distinct:
         keyed = keyed.filter(**{f"{name}__isnull": False for name in keys})
     groups = keyed.values(*keys).annotate(_dbtools_n=Count("*")).filter(_dbtools_n__gt=1)
+    if all(isinstance(e, F) for e in keys.values()):
+        # Plain columns of a unique field or constraint: their index gives the rows in key
+        # order, and the engine may group them in that order (engine.grouping_in_key_order).
+        with engine.grouping_in_key_order():
+            return groups.aggregate(_dbtools_total=Sum("_dbtools_n"))["_dbtools_total"] or 0
     return groups.aggregate(_dbtools_total=Sum("_dbtools_n"))["_dbtools_total"] or 0
 
 

@@ -222,6 +222,37 @@ def test_duplicate_unique_field(planted):
     report = run_validation(schema=False)
     problem = find(report, "constraint_violations", "server_name_unique")
     assert (problem.count, problem.sample_ids) == (2, [one.pk, two.pk])
+    # Counted with hash aggregation off (grouping_in_key_order), for that query only.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_hashagg")
+        assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.engines("postgresql")
+@pytest.mark.django_db(transaction=True)
+def test_duplicate_count_groups_in_key_order_on_its_own_connections():
+    """Outside a transaction (validate, restore: a connection per worker) the count runs in a
+    transaction of its own whose SET LOCAL ends with it; it groups in key order, not by hashing."""
+    from dbtools.engines import get_engine
+
+    engine = get_engine()
+    alice = make_user("alice")
+    make_server("one", alice)
+    make_server("two", alice)
+    query = "EXPLAIN SELECT server_name, COUNT(*) FROM servers_server GROUP BY server_name HAVING COUNT(*) > 1"
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        assert "HashAggregate" in "\n".join(row[0] for row in cursor.fetchall())  # as the planner likes it
+    with engine.grouping_in_key_order(), connection.cursor() as cursor:
+        cursor.execute(query)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "HashAggregate" not in plan and "GroupAggregate" in plan, plan
+    assert not connection.in_atomic_block
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW enable_hashagg")
+        assert cursor.fetchone()[0] == "on"
+    report = run_validation(schema=False, workers=2)
+    assert not [p for p in report.problems if p.rule == "server_name_unique"]
 
 
 def test_schema_clean_and_migrations(planted):
