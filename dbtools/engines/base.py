@@ -274,6 +274,16 @@ class Engine(ABC):
     # Duplicate search on an indexed column: True when index probes beat GROUP BY ... HAVING.
     duplicates_by_index_probe = False
 
+    def constraints_built_by_load(self) -> set[tuple[str, str, tuple[str, ...], str]]:
+        """The constraints a restore's load has just built from the rows, and so checked, as
+        (table, "unique", sorted columns, "") or (table, "foreign_key", (column,), referenced
+        table): restore's validation of that scratch does not run the rules they enforce
+        (validation.rules.Rule.enforced_by). Asked only of a freshly loaded scratch.
+        Default: none. SQLite's rebuild copies rows with checks off and a file used as it came
+        carries its indexes; mariadb-dump's script turns unique and foreign key checks off
+        while it loads."""
+        return set()
+
     def grouping_in_key_order(self) -> AbstractContextManager:
         """Around the count of duplicates of a unique field's plain columns (validation): what
         makes the engine group the rows in their index's order rather than hash them, where

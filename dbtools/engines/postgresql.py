@@ -146,6 +146,29 @@ class PostgreSQLEngine(PostgreSQLDumpMixin, PostgreSQLSwapMixin, PostgreSQLMonit
     # sorting a million strings under the database's collation (about 4 s).
     duplicates_by_index_probe = True
 
+    def constraints_built_by_load(self) -> set[tuple[str, str, tuple[str, ...], str]]:
+        """pg_restore builds every unique index and adds every foreign key after the data
+        (pg_dump's post-data section); each fails on a row that breaks it. So on the scratch
+        it has just loaded, a valid, plain unique index (no predicate, no expression) and a
+        validated single-column foreign key are proven for every row."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT c.relname, 'unique', ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k "
+                "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k ORDER BY 1), '' "
+                "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND i.indisunique AND i.indisvalid AND i.indisready "
+                "AND i.indpred IS NULL AND i.indexprs IS NULL "
+                "UNION ALL "
+                "SELECT c.relname, 'foreign_key', ARRAY(SELECT a.attname::text FROM unnest(f.conkey) k "
+                "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k), r.relname "
+                "FROM pg_constraint f JOIN pg_class c ON c.oid = f.conrelid JOIN pg_class r ON r.oid = f.confrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE f.contype = 'f' AND f.convalidated AND n.nspname = current_schema() "
+                "AND cardinality(f.conkey) = 1"
+            )
+            return {(table, kind, tuple(columns), ref) for table, kind, columns, ref in cursor.fetchall()}
+
     @contextmanager
     def grouping_in_key_order(self):
         """Hash aggregation off for one count of a unique field's duplicates, in a transaction

@@ -67,6 +67,10 @@ class Rule:
     check: str | None = None
     # A faster way to the same number as ``queryset().count()`` (samples still come from the queryset).
     count: Callable[[], int] | None = None
+    # The database constraint that forbids what this rule finds, when there is exactly one:
+    # ("unique", sorted columns, "") or ("foreign_key", (column,), referenced table).
+    # Engine.constraints_proven_by_load matches it (restore's scratch on PostgreSQL).
+    enforced_by: tuple[str, tuple[str, ...], str] | None = None
 
     @property
     def table(self) -> str:
@@ -133,6 +137,7 @@ def foreign_key_rules(engine: Engine, model_list) -> list[Rule]:
                     queryset=query,
                     message=f"{label(model)}.{f.name} points at a missing {label(target)} row",
                     fix=fix,
+                    enforced_by=("foreign_key", (column,), parent) if f.db_constraint else None,
                 )
             )
     return rules
@@ -227,6 +232,8 @@ def constraint_rules(engine: Engine, model_list) -> list[Rule]:
                 else:
                     keys = {f"_dbtools_k{i}": F(name) for i, name in enumerate(constraint.fields)}
                 nulls_distinct = constraint.nulls_distinct is not False
+                plain = not constraint.expressions and constraint.condition is None and nulls_distinct
+                columns = tuple(sorted(model._meta.get_field(name).column for name in constraint.fields))
                 rules.append(
                     Rule(
                         category="constraint_violations",
@@ -241,6 +248,7 @@ def constraint_rules(engine: Engine, model_list) -> list[Rule]:
                         message=f"{label(model)} rows share values that {constraint.name} says are unique"
                         + (f" ({message})" if message else ""),
                         fix=f"Rename or delete the duplicates in {table} so each value appears once.",
+                        enforced_by=("unique", columns, "") if plain else None,
                     )
                 )
         for f in model._meta.concrete_fields:
@@ -275,6 +283,7 @@ def constraint_rules(engine: Engine, model_list) -> list[Rule]:
                         count=lambda m=model, f=f: _duplicate_count(m, engine, {"_dbtools_k0": F(f.attname)}),
                         message=f"{label(model)}.{f.name} values that must be unique appear more than once",
                         fix=f"Rename or delete the duplicates in {table}.{f.column}.",
+                        enforced_by=("unique", (f.column,), ""),
                     )
                 )
         for fields in model._meta.unique_together:
@@ -288,6 +297,7 @@ def constraint_rules(engine: Engine, model_list) -> list[Rule]:
                     count=lambda m=model, k=keys: _duplicate_count(m, engine, k),
                     message=f"{label(model)} rows repeat ({', '.join(fields)}), which must be unique together",
                     fix=f"Delete or change the duplicate ({', '.join(fields)}) rows in {table}.",
+                    enforced_by=("unique", tuple(sorted(model._meta.get_field(n).column for n in fields)), ""),
                 )
             )
     return rules

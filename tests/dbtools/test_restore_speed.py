@@ -127,3 +127,65 @@ def test_postgresql_statistics_are_gathered_when_restore_returns(backup_file):
         assert cursor.fetchone()[0] > 0
         cursor.execute("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'servers_server'")
         assert cursor.fetchone()[0] is not None
+
+
+@pytest.mark.engines("postgresql")
+def test_every_constraint_a_rule_names_is_one_pg_restore_builds(backup_file):
+    """The rules' enforced_by and the catalogue's answer have one shape: on our schema each
+    unique and foreign-key rule is matched (else the restore would run it for nothing)."""
+    from dbtools.engines import get_engine
+    from dbtools.validation.rules import checked_models, data_rules
+
+    engine = get_engine()
+    built = engine.constraints_built_by_load()
+    named = [(r.table, *r.enforced_by) for r in data_rules(engine, checked_models("default")) if r.enforced_by]
+    assert ("servers_server", "unique", ("server_name",), "") in named
+    assert ("servers_server", "foreign_key", ("owner_id",), "accounts_user") in named
+    assert [n for n in named if n not in built] == []
+
+
+@pytest.mark.engines("postgresql")
+def test_restore_runs_a_rule_whose_constraint_the_backup_lacks(backup_file, monkeypatch):
+    """Only a constraint the load built is taken as proof: a backup of a database whose
+    unique constraint was dropped (and whose rows then broke it) restores with the rule run
+    on the scratch, and its duplicates reported; with the constraint, the rule is not run."""
+    from dbtools.validation import rules
+
+    counted = []
+    original = rules._duplicate_count
+    monkeypatch.setattr(
+        rules,
+        "_duplicate_count",
+        lambda model, engine, keys, *a, **k: (
+            counted.extend(str(e) for e in keys.values()) or original(model, engine, keys, *a, **k)
+        ),
+    )
+    result = restore_backup(str(backup_file), safety_backup=False)
+    assert result.validation_ok and "F(server_name)" not in counted  # proven by pg_restore's unique index
+    assert "F(port)" in counted  # a conditional unique constraint: counted as ever
+    connections.close_all()
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "servers_server")
+    unique = next(n for n, i in constraints.items() if i["unique"] and i["columns"] == ["server_name"])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER TABLE servers_server DROP CONSTRAINT "{unique}"')
+            cursor.execute("UPDATE servers_server SET server_name = 'a_srv0_0' WHERE server_name = 'a_srv0_1'")
+        lacking = Path(create_backup(reason="manual").path)
+        counted.clear()
+        result = restore_backup(str(lacking), safety_backup=False)
+        connections.close_all()
+        assert "F(server_name)" in counted
+        assert result.validation_ok is False
+        found = result.validation["problems"]["constraint_violations"]
+        assert [(p["rule"], p["count"]) for p in found] == [("server_name_unique", 2)]
+    finally:
+        connections.close_all()
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE servers_server SET server_name = 'a_srv0_1' WHERE id = (SELECT MAX(id) FROM "
+                           "servers_server WHERE server_name = 'a_srv0_0')")  # fmt: skip
+            cursor.execute(
+                "SELECT 1 FROM pg_constraint WHERE conrelid = 'servers_server'::regclass AND conname = %s", [unique]
+            )
+            if cursor.fetchone() is None:
+                cursor.execute(f'ALTER TABLE servers_server ADD CONSTRAINT "{unique}" UNIQUE (server_name)')
