@@ -10,7 +10,6 @@ others can read (MariaDB) leaves that description.
 """
 
 import os
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from . import streams
 from .engines import Engine, get_engine
 
 
@@ -30,17 +30,7 @@ def holder_text(purpose: str) -> str:
 
 def private_directory() -> Path | None:
     """``<instance>/locks``: created 0700, this user's, not a symlink; None when it cannot be had."""
-    directory = Path(settings.INSTANCE_DIR) / "locks"
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(directory)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-            return None
-        if st.st_mode & 0o077:
-            os.chmod(directory, 0o700, follow_symlinks=False)
-    except OSError:
-        return None
-    return directory
+    return streams.private_directory(Path(settings.INSTANCE_DIR) / "locks")
 
 
 @contextmanager

@@ -128,6 +128,21 @@ def decompressing_reader(raw: BinaryIO, compression: str) -> BinaryIO:
     return raw
 
 
+def private_directory(directory):
+    """``directory`` (a Path) created 0700 with its parents, this user's and not a symlink,
+    its mode narrowed to 0700 if wider; None when it cannot be had."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(directory)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            return None
+        if st.st_mode & 0o077:
+            os.chmod(directory, 0o700, follow_symlinks=False)
+    except OSError:
+        return None
+    return directory
+
+
 def fsync_directory(path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

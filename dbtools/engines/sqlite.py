@@ -21,6 +21,7 @@ from . import locking, sqlite_bulk, sqlite_demo, sqlite_salvage
 from .base import Engine
 from .results import SalvageResult, ScratchDatabase, TableComparison
 from .sqlite_dump import SQLiteDumpMixin
+from .sqlite_files import remove_database_file
 from .sqlite_monitoring import SQLiteMonitoringMixin
 from .sqlite_restore import SQLiteRestoreMixin
 from .sqlite_swap import SQLiteSwapMixin
@@ -175,9 +176,7 @@ class SQLiteEngine(SQLiteDumpMixin, SQLiteRestoreMixin, SQLiteSwapMixin, SQLiteM
 
     def drop_database(self, name: str | None = None) -> None:
         """The file and the journal, WAL and shared-memory files beside it."""
-        path = name or self.settings_dict["NAME"]
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_database_file(name or self.settings_dict["NAME"])
 
     # --- maintenance: salvage ---------------------------------------------------
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from ..streams import CHUNK, unique_suffix
 from .locking import real_database_file
 from .results import Check, DumpOutcome, expected_tables_check
-from .sqlite_files import check_expressions, connect_inert, file_uri, pragma_lines, quote_ident
+from .sqlite_files import (
+    check_expressions,
+    connect_inert,
+    file_uri,
+    pragma_lines,
+    quote_ident,
+    recorded_migrations,
+    remove_database_file,
+)
 
 logger = logging.getLogger("dbtools.backup")
 
@@ -104,8 +112,7 @@ class SQLiteDumpMixin:
                 outcome.checks.append(Check("structure", False, "no checks ran"))
             return outcome
         finally:
-            for leftover in (copy, Path(f"{copy}-journal"), Path(f"{copy}-wal"), Path(f"{copy}-shm")):
-                leftover.unlink(missing_ok=True)
+            remove_database_file(copy)
 
     def _check_file(
         self, path, level: str, expected_tables=(), check_constraints: bool = False, integrity=False, run_pragma=True
@@ -194,10 +201,7 @@ class SQLiteDumpMixin:
             ]
             checks.append(expected_tables_check(expected_tables, tables))
             counts = {t: conn.execute(f"SELECT COUNT(*) FROM {quote_ident(t)}").fetchone()[0] for t in tables}
-            migrations: dict[str, list[str]] = {}
-            if "django_migrations" in tables:
-                for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
-                    migrations.setdefault(app, []).append(name)
+            migrations = recorded_migrations(conn) if "django_migrations" in tables else {}
         except sqlite3.DatabaseError as exc:
             checks.append(Check("structure", False, f"SQLite cannot read it: {exc}"))
             return checks, {}, {}

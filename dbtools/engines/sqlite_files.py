@@ -36,6 +36,20 @@ def connect_inert(uri: str, **kwargs):
     return conn
 
 
+def remove_database_file(path) -> None:
+    """Remove a database file and the journal, WAL and shared-memory files beside it (if any)."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def recorded_migrations(conn) -> dict[str, list[str]]:
+    """The migrations a file's django_migrations records as applied, app by app, in order."""
+    migrations: dict[str, list[str]] = {}
+    for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
+        migrations.setdefault(app, []).append(name)
+    return migrations
+
+
 def table_names(conn, schema: str, internal: bool = False) -> list[str]:
     where = "" if internal else " AND name NOT LIKE 'sqlite_%'"
     return [

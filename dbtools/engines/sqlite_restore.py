@@ -26,7 +26,16 @@ from ..errors import ForeignContent, VerificationFailed
 from ..formatting import first_line
 from ..streams import CHUNK, unique_suffix
 from .results import ScratchDatabase
-from .sqlite_files import column_names, connect_inert, file_uri, pragma_lines, quote_ident, table_names
+from .sqlite_files import (
+    column_names,
+    connect_inert,
+    file_uri,
+    pragma_lines,
+    quote_ident,
+    recorded_migrations,
+    remove_database_file,
+    table_names,
+)
 from .sqlite_template import schema_template, store_template
 
 logger = logging.getLogger("dbtools.backup")
@@ -107,9 +116,8 @@ class SQLiteRestoreMixin:
                     self._rebuild(raw, path, migrations)
             yield ScratchDatabase(name=str(path), row_counts=counts, checks=checks, integrity_checked=as_built)
         finally:
-            for base in (raw, path):
-                for leftover in (base, Path(f"{base}-wal"), Path(f"{base}-shm"), Path(f"{base}-journal")):
-                    leftover.unlink(missing_ok=True)
+            remove_database_file(raw)
+            remove_database_file(path)
 
     def settle_scratch(self, scratch: ScratchDatabase, quiesce=None) -> bool:
         """Join the integrity check a deferred load left running (see load_into_scratch).
@@ -138,21 +146,21 @@ class SQLiteRestoreMixin:
         logger.info("restore: %s: %s; rebuilding its indexes from its rows", path.name, lines[0])
         if quiesce is not None:
             quiesce()
-        conn = sqlite3.connect(file_uri(path, mode="ro"), uri=True)
+        # Its schema is ours (it was used as it came): a plain connection, which folds any
+        # WAL into the file before the rebuild reads it through an immutable one.
+        conn = sqlite3.connect(path, isolation_level=None)
         try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # nothing written, but no -wal left to ignore
-            migrations: dict[str, list[str]] = {}
-            for app, name in conn.execute("SELECT app, name FROM django_migrations ORDER BY id"):
-                migrations.setdefault(app, []).append(name)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            migrations = recorded_migrations(conn)
         finally:
             conn.close()
         rebuilt = path.with_name(f".db_scratch_{unique_suffix()}.sqlite3")
         try:
             self._rebuild(path, rebuilt, migrations)
-            _remove(path)
+            remove_database_file(path)
             os.replace(rebuilt, path)
         finally:
-            _remove(rebuilt)
+            remove_database_file(rebuilt)
         return True
 
     def _rebuild(self, raw: Path, path: Path, migrations: dict[str, list[str]]) -> None:
@@ -168,7 +176,7 @@ class SQLiteRestoreMixin:
             try:
                 self._migrate_new_file(path, applied)
             except Exception as exc:  # the migrations the file names do not apply in that combination
-                _remove(path)
+                remove_database_file(path)
                 first = first_line(exc)
                 raise VerificationFailed(f"the schema of the migrations it records cannot be built: {first}") from exc
         # Not connect_inert: the new file's own CHECKs (ours) call JSON_VALID, which this
@@ -243,11 +251,11 @@ class SQLiteRestoreMixin:
         try:
             conn = connect_inert(file_uri(raw, mode="ro", immutable="1"))
             try:
-                applied = conn.execute("SELECT app, name FROM django_migrations ORDER BY id").fetchall()
+                applied = recorded_migrations(conn)
                 theirs = _schema_of(conn)
             finally:
                 conn.close()
-            self._migrate_new_file(path, [tuple(row) for row in applied])
+            self._migrate_new_file(path, [(app, name) for app, names in applied.items() for name in names])
             conn = connect_inert(file_uri(path, mode="ro"))
             try:
                 ours = _schema_of(conn)
@@ -255,7 +263,7 @@ class SQLiteRestoreMixin:
                 conn.close()
         except Exception as exc:  # noqa: BLE001 (any reason means: rebuild, which reports it)
             logger.debug("restore: %s is rebuilt (%s)", raw.name, exc)
-            _remove(path)
+            remove_database_file(path)
             return False
         return theirs == ours
 
@@ -280,9 +288,8 @@ class SQLiteRestoreMixin:
             template = schema_template(plan)
             if template is not None and template.is_file():
                 wrapper.close()
-                for side in ("-wal", "-shm", "-journal"):
-                    Path(f"{path}{side}").unlink(missing_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                remove_database_file(path)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with open(template, "rb") as src, os.fdopen(fd, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
                 return
@@ -311,7 +318,7 @@ def _schema_of(conn) -> tuple:
 def _adopt(raw: Path, path: Path) -> None:
     """Make the file as received the scratch: renamed to ``path`` (the migrated file there
     removed), without the planner statistics it may carry (a rebuilt file has none either)."""
-    _remove(path)
+    remove_database_file(path)
     os.replace(raw, path)
     conn = sqlite3.connect(file_uri(path), uri=True, isolation_level=None)
     try:
@@ -324,11 +331,6 @@ def _adopt(raw: Path, path: Path) -> None:
     finally:
         conn.close()
     os.chmod(path, 0o600)
-
-
-def _remove(path: Path) -> None:
-    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
-        leftover.unlink(missing_ok=True)
 
 
 def our_table(name: str) -> bool:

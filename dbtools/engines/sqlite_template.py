@@ -8,14 +8,13 @@ import logging
 import os
 import shutil
 import sqlite3
-import stat
 import sys
 from pathlib import Path
 
 import django
 from django.conf import settings
 
-from ..streams import unique_suffix
+from ..streams import private_directory, unique_suffix
 
 logger = logging.getLogger("dbtools.backup")
 
@@ -30,15 +29,7 @@ def schema_template(plan) -> Path | None:
     written whole under a temporary name and renamed into place.
     """
     directory = Path(settings.INSTANCE_DIR) / "cache" / "sqlite-schema"
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for d in (directory.parent, directory):
-            st = os.lstat(d)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
-                return None
-            if st.st_mode & 0o077:
-                os.chmod(d, 0o700, follow_symlinks=False)
-    except OSError:
+    if private_directory(directory.parent) is None or private_directory(directory) is None:
         return None
     digest = hashlib.sha256(f"django {django.__version__}; sqlite {sqlite3.sqlite_version}".encode())
     for migration, backwards in plan:

@@ -72,6 +72,8 @@ def swap_stage(
         result.warnings.append(message)
     connections[alias].close()
     checking = integrity = None
+    # Proven before the swap, and not rewritten since by migrations: not checked again.
+    proven = engine.scratch_readable_during_swap and integrity_checked and not result.migrations_applied
     if engine.scratch_readable_during_swap:
         # The swap only reads the scratch and makes the live database a copy of it: validate
         # that same content and run the engine's full integrity check of it meanwhile, on the
@@ -83,7 +85,7 @@ def swap_stage(
             raise RestoreFailed(f"the swap failed, the live database is unchanged: {exc}") from exc
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-validate")
         checking = validation if validation is not None else pool.submit(_validate_scratch, engine, scratch)
-        if not integrity_checked or result.migrations_applied:
+        if not proven:
             integrity = pool.submit(engine.integrity_of_scratch, scratch)
         pool.shutdown(wait=False)
     elif engine.validate_scratch_before_swap:
@@ -113,8 +115,8 @@ def swap_stage(
     say("checking the restored database")
     if integrity is not None:
         damage = integrity.result()
-    elif engine.scratch_readable_during_swap and integrity_checked and not result.migrations_applied:
-        damage = []  # proven on the scratch before the swap, which copied exactly it in
+    elif proven:
+        damage = []  # the swap copied exactly the proven scratch in
     else:
         damage = engine.integrity_after_swap()
     if damage:

@@ -81,6 +81,13 @@ def test_the_seeds_one_liner_runs_outside_manage_py(tmp_path):
     )
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    health = seed_health(env)
+    assert health["checks"]["connection_status"]["status"] == "healthy"
+    assert health["checks"]["schema_integrity"]["status"] == "healthy"
+
+
+def seed_health(env: dict) -> dict:
+    """The seed's one-liner, as the README shows it, in a fresh Python outside manage.py."""
     done = subprocess.run(
         [
             sys.executable,
@@ -95,9 +102,7 @@ def test_the_seeds_one_liner_runs_outside_manage_py(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    health = json.loads(done.stdout)
-    assert health["checks"]["connection_status"]["status"] == "healthy"
-    assert health["checks"]["schema_integrity"]["status"] == "healthy"
+    return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("url", ["postgres://root@127.0.0.1:1/x", "mysql://root@127.0.0.1:1/x"])
@@ -112,21 +117,7 @@ def test_an_unreachable_database_still_has_the_seeds_four_checks(tmp_path, url):
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
     )
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json; from dbtools.api import DatabaseMonitor; "
-            "print(json.dumps(DatabaseMonitor.check_database_health()))",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    health = json.loads(done.stdout)
+    health = seed_health(env)
     assert health["status"] == "unhealthy"
     assert list(health["checks"]) == ["connection_status", "data_integrity", "schema_integrity", "performance"]
     assert health["checks"]["connection_status"]["status"] == "unhealthy"
